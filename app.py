@@ -1,0 +1,60 @@
+"""SENet Explorer: parse flags, build the Gradio app, launch it.
+
+    python app.py                      # the default ensemble, http://127.0.0.1:7860
+    python app.py --share              # a public link for a seminar
+    python app.py --offline            # only weights/ and the Hugging Face cache
+    python app.py --model tf_efficientnet_lite0=weights/lite0   # your own SPECs
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="SENet Explorer: a Gradio app about Squeeze-and-Excitation networks.")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on (0.0.0.0 for every interface; default %(default)s)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port to listen on (default %(default)s)")
+    parser.add_argument("--share", action="store_true", help="also open a public Gradio share link (for seminars)")
+    parser.add_argument("--model", action="append", metavar="SPEC", dest="models",
+                        help="ARCH or ARCH=SOURCE (hf-hub:org/name, a folder, or a .safetensors file); "
+                             "repeat for several; replaces the default ensemble")
+    parser.add_argument("--offline", action="store_true",
+                        help="use no network at all: weights only from weights/ or the Hugging Face cache")
+    parser.add_argument("--gallery", metavar="DIR", help="gallery folder (one sub-folder per label) for the Retrieve tab")
+    parser.add_argument("--weights-dir", metavar="DIR", help="where local weights live (default: weights/)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from senet_demo.config import AppConfig
+    from senet_demo.services import Services
+    from senet_demo.ui import build_demo
+
+    config = AppConfig.from_specs(args.models, offline=args.offline, **_paths(args))
+    demo = build_demo(Services.create(config))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
+                max_file_size=config.limits.max_upload_total_bytes)
+
+
+def _paths(args: argparse.Namespace) -> dict:
+    from pathlib import Path
+
+    paths = {}
+    if args.gallery:
+        paths["gallery_dir"] = Path(args.gallery)
+    if args.weights_dir:
+        paths["weights_dir"] = Path(args.weights_dir)
+    return paths
+
+
+if __name__ == "__main__":
+    main()

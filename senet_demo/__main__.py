@@ -1,0 +1,107 @@
+"""Command line: python -m senet_demo {download,classify,export-lite0} ...
+
+    python -m senet_demo download                      # the default ensemble into weights/
+    python -m senet_demo classify --json photo.jpg     # ensemble + members, top-5, as JSON
+    python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_MODELS, TTA_CHOICES, WEIGHTS_DIR
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m senet_demo", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    download = commands.add_parser("download", help="fetch Hub weights into weights/ for offline use")
+    download.add_argument("specs", nargs="*", metavar="SPEC", help=f"default: {' '.join(DEFAULT_MODELS)}")
+    _common(download)
+
+    classify = commands.add_parser("classify", help="classify images with the ensemble")
+    _models(classify)
+    classify.add_argument("--tta", choices=TTA_CHOICES, default="none")
+    classify.add_argument("--top", type=int, default=5, metavar="K")
+    classify.add_argument("--json", action="store_true", help="print JSON (default: a readable table)")
+    classify.add_argument("images", nargs="+", metavar="IMAGE")
+
+    lite0 = commands.add_parser("export-lite0", help="write the pip-installed ImageNet EfficientNet-Lite0 as a SPEC folder")
+    lite0.add_argument("--out", type=Path, default=WEIGHTS_DIR / "tf_efficientnet_lite0", metavar="DIR")
+
+    args = parser.parse_args(argv)
+    if getattr(args, "offline", False):
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    return {"download": _download, "classify": _classify, "export-lite0": _export_lite0}[args.command](args)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, metavar="DIR")
+    parser.add_argument("--offline", action="store_true", help="no network: only weights/ and the HF cache")
+
+
+def _models(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
+                        help="ARCH or ARCH=SOURCE; repeatable; replaces the default ensemble")
+    _common(parser)
+
+
+def _services(args):
+    from .config import AppConfig
+    from .services import Services
+
+    return Services.create(AppConfig.from_specs(args.models, offline=args.offline, weights_dir=args.weights_dir))
+
+
+def _download(args) -> int:
+    from .config import ModelSpec
+    from .weights import download
+
+    for text in args.specs or DEFAULT_MODELS:
+        folder = download(ModelSpec.parse(text), args.weights_dir)
+        print(f"{text}: {folder}")
+    return 0
+
+
+def _classify(args) -> int:
+    from .classify import classify
+    from .images import ImageError, load_image
+
+    services = _services(args)
+    results, failed = {}, False
+    for path in args.images:
+        try:
+            image = load_image(path, services.config.limits)
+            results[path] = classify(services.engine, image, tta=args.tta, k=args.top).as_dict()
+        except (ImageError, RuntimeError) as err:
+            results[path] = {"error": str(err)}
+            failed = True
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for path, result in results.items():
+            print(path)
+            if "error" in result:
+                print(f"  error: {result['error']}")
+                continue
+            print("  ensemble: " + ", ".join(f"{p['label']} {p['prob']:.3f}" for p in result["ensemble"]))
+            for name, member in result["members"].items():
+                tops = ", ".join(f"{p['label']} {p['prob']:.3f}" for p in member["top"]) or member.get("error", "")
+                print(f"  {name}: {tops}")
+    return 1 if failed else 0
+
+
+def _export_lite0(args) -> int:
+    from .convert import export_lite0
+
+    folder = export_lite0(args.out)
+    print(f"Wrote {folder}. Use it with: --model tf_efficientnet_lite0={folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Classify one image with every ensemble member and combine their answers.
+
+Used by the Classify tab, its API endpoint and the ``classify`` command. A
+member whose weights are missing reports its message and is left out; the
+others keep working.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from .engine import Engine
+from .ensemble import Prediction, combine, top_k
+from .models import ModelLoadError
+from .weights import WeightsNotFound
+
+
+@dataclass
+class MemberResult:
+    name: str
+    weight: float
+    top: list[Prediction] = field(default_factory=list)
+    latency_ms: float = 0.0
+    error: str | None = None  # why this member gave no answer
+    in_ensemble: bool = False
+
+
+@dataclass
+class ClassifyResult:
+    ensemble: list[Prediction]
+    members: list[MemberResult]
+    tta: str
+    note: str = ""  # e.g. members left out of the average
+
+    @property
+    def agree(self) -> bool | None:
+        """Whether all answering members share the same top-1; None with fewer than two."""
+        tops = [m.top[0].index for m in self.members if m.top]
+        return None if len(tops) < 2 else len(set(tops)) == 1
+
+    def as_dict(self) -> dict:
+        return {
+            "tta": self.tta,
+            "ensemble": [p.as_dict() for p in self.ensemble],
+            "agree": self.agree,
+            "members": {
+                m.name: {
+                    "weight": m.weight,
+                    "latency_ms": round(m.latency_ms, 1),
+                    "in_ensemble": m.in_ensemble,
+                    "top": [p.as_dict() for p in m.top],
+                    **({"error": m.error} if m.error else {}),
+                }
+                for m in self.members
+            },
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+def classify(
+    engine: Engine,
+    image: Image.Image,
+    names: list[str] | None = None,
+    tta: str = "none",
+    weights: dict[str, float] | None = None,
+    k: int = 5,
+) -> ClassifyResult:
+    """Top-``k`` of the ensemble and of each member for ``image``."""
+    names = names or engine.registry.names
+    weights = weights or {}
+    members, probs, labels, reference = [], {}, None, None
+    notes = []
+    for name in names:
+        member = MemberResult(name=name, weight=float(weights.get(name, 1.0)))
+        members.append(member)
+        try:
+            loaded = engine.registry.get(name)
+            outputs = engine.run(name, image, tta)
+        except (WeightsNotFound, ModelLoadError) as err:
+            member.error = str(err)
+            continue
+        member.top = top_k(outputs.probs, loaded.labels, k)
+        member.latency_ms = outputs.latency_ms
+        if labels is None:
+            labels, reference = loaded.labels, name
+        if loaded.labels == labels and member.weight > 0:
+            probs[name] = outputs.probs
+            member.in_ensemble = True
+        elif loaded.labels != labels:
+            notes.append(f"{name} predicts other classes than {reference} and is not averaged.")
+    if not probs:
+        errors = [m.error for m in members if m.error]
+        raise RuntimeError(" ".join(errors) or "No model could classify the image (all weights are zero).")
+    ensemble = top_k(combine(probs, weights), labels, k)
+    return ClassifyResult(ensemble=ensemble, members=members, tta=tta, note=" ".join(notes))

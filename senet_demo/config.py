@@ -1,0 +1,97 @@
+"""Configuration as data: model SPECs, the default ensemble, limits and paths.
+
+This is the one place where defaults live. Everything else receives an
+``AppConfig`` (or a ``ModelSpec``) instead of reading globals.
+
+A model SPEC is ``ARCH`` or ``ARCH=SOURCE``:
+
+* ``ARCH`` — a timm pretrained name such as ``resnet152d.gluon_in1k``; weights
+  come from the Hugging Face Hub repo that timm lists for it.
+* ``ARCH=hf-hub:org/name`` — any Hub repo in timm's layout.
+* ``ARCH=/path/to/folder`` — a folder with ``config.json`` + ``model.safetensors``
+  (what ``huggingface_hub.snapshot_download(local_dir=...)`` writes).
+* ``ARCH=/path/to/file.safetensors`` — a single weights file; labels from a
+  ``config.json`` or ``labels.txt`` beside it.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS_DIR = Path(os.environ.get("SENET_WEIGHTS_DIR", REPO_ROOT / "weights"))
+GALLERY_DIR = REPO_ROOT / "gallery"
+QUERIES_DIR = REPO_ROOT / "queries"
+EXAMPLES_DIR = REPO_ROOT / "examples"
+
+# The default ensemble: gluon ResNet-152 v1d and gluon SE-ResNeXt-101 64x4d.
+DEFAULT_MODELS: tuple[str, ...] = (
+    "resnet152d.gluon_in1k",
+    "seresnext101_64x4d.gluon_in1k",
+)
+
+TTA_CHOICES: tuple[str, ...] = ("none", "flip", "tencrop")
+
+
+class SpecError(ValueError):
+    """A model SPEC string that cannot be understood."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model to load: a timm architecture and where its weights come from."""
+
+    arch: str  # timm model name, with or without a pretrained tag
+    source: str | None = None  # None | "hf-hub:org/name" | local folder | .safetensors file
+
+    @property
+    def name(self) -> str:
+        """Display name, also the key of the model everywhere in the app."""
+        if self.source is None:
+            return self.arch
+        return f"{self.arch}={self.source}"
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelSpec":
+        """Parse ``ARCH`` or ``ARCH=SOURCE``; raise ``SpecError`` with the reason."""
+        text = text.strip()
+        if not text:
+            raise SpecError("Empty model SPEC.")
+        arch, sep, source = (part.strip() for part in text.partition("="))
+        if not arch or any(c in arch for c in "/\\ :"):
+            raise SpecError(f"Bad architecture in SPEC {text!r}: expected a timm model name such as resnet50d.")
+        if sep and not source:
+            raise SpecError(f"SPEC {text!r} has '=' but no SOURCE after it.")
+        if source.startswith("hf-hub:") and source.count("/") != 1:
+            raise SpecError(f"Bad Hub repo in SPEC {text!r}: expected hf-hub:org/name.")
+        return cls(arch=arch, source=source or None)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on what a visitor can send; every upload path checks these."""
+
+    max_image_bytes: int = 20 * 1024 * 1024  # one uploaded image file
+    max_image_pixels: int = 40_000_000  # decoded width * height (decompression bombs)
+    min_image_side: int = 8  # smaller images carry nothing to classify
+    max_upload_files: int = 200  # images per gallery upload (files or zip members)
+    max_upload_total_bytes: int = 200 * 1024 * 1024  # uncompressed total of one upload
+    result_cache_entries: int = 256  # forward-pass results kept in the LRU
+
+
+@dataclass
+class AppConfig:
+    """Everything the app and the CLI need to run."""
+
+    models: list[ModelSpec] = field(default_factory=lambda: [ModelSpec.parse(m) for m in DEFAULT_MODELS])
+    offline: bool = False  # never touch the network; only weights/ and the HF cache
+    weights_dir: Path = WEIGHTS_DIR
+    gallery_dir: Path = GALLERY_DIR
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_specs(cls, specs: list[str] | None, **kwargs) -> "AppConfig":
+        if specs:
+            return cls(models=[ModelSpec.parse(s) for s in specs], **kwargs)
+        return cls(**kwargs)

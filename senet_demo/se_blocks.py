@@ -1,0 +1,158 @@
+"""Squeeze-and-Excitation blocks: discovery by structure, paper naming, hooks.
+
+Hu et al., "Squeeze-and-Excitation Networks" (CVPR 2018 / TPAMI 2019): for a
+feature map U with C channels, the squeeze is z_c = mean_{i,j} u_c(i, j), the
+excitation s = sigmoid(W2 relu(W1 z)) with W1: C -> C/r and W2: C/r -> C, and
+the block outputs u_c * s_c.
+
+timm implements this in several families; all of them hold a reducing and an
+expanding layer and a gate module whose output *is* s:
+
+* ``timm.layers.SEModule`` (ResNet/ResNeXt/RegNetY): ``fc1``, ``fc2``, ``gate``
+* ``timm.models.senet.SEModule`` (legacy SENet): ``fc1``, ``fc2``, ``sigmoid``
+* ``SqueezeExcite`` (EfficientNet, MobileNetV3): ``conv_reduce``, ``conv_expand``, ``gate``
+
+Hooks are registered and removed per call (context managers) and act only for
+the thread that registered them, so concurrent requests on the same model
+never see each other's captures or ablations.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+_LAYER_PAIRS = (("fc1", "fc2"), ("conv_reduce", "conv_expand"))
+_GATE_NAMES = ("gate", "sigmoid")
+
+
+@dataclass(frozen=True)
+class SEBlock:
+    """One SE module of a model, named as the paper does: SE_<stage>_<block>."""
+
+    name: str  # e.g. "SE_2_3"
+    path: str  # module path, e.g. "layer1.2.se"
+    stage: int  # 2..5 for ResNets (conv2_x..conv5_x)
+    block: int  # 1-based index within the stage
+    channels: int  # C
+    reduced: int  # C / r
+    params: int  # parameters of the SE module
+
+    @property
+    def reduction(self) -> float:
+        return self.channels / self.reduced
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.path}): C={self.channels} -> {self.reduced} -> {self.channels}, r={self.reduction:g}"
+
+
+def se_parts(module: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module] | None:
+    """(reduce, expand, gate) when ``module`` is an SE block, else None."""
+    gate = next((getattr(module, g) for g in _GATE_NAMES if isinstance(getattr(module, g, None), nn.Module)), None)
+    if gate is None:
+        return None
+    for reduce_name, expand_name in _LAYER_PAIRS:
+        reduce, expand = getattr(module, reduce_name, None), getattr(module, expand_name, None)
+        if isinstance(reduce, (nn.Conv2d, nn.Linear)) and isinstance(expand, (nn.Conv2d, nn.Linear)):
+            return reduce, expand, gate
+    return None
+
+
+def find_se_blocks(model: nn.Module) -> list[SEBlock]:
+    """Every SE block of ``model`` in forward order, with paper-style names."""
+    found = [(path, module, parts) for path, module in model.named_modules() if (parts := se_parts(module))]
+    stage_numbers: dict[str, int] = {}
+    blocks = []
+    for path, module, (reduce, expand, _) in found:
+        block_path, _, _ = path.rpartition(".")
+        stage_path, _, block_key = block_path.rpartition(".")
+        stage = stage_numbers.setdefault(stage_path, len(stage_numbers) + 2)  # the paper's stages start at conv2_x
+        stage_module = model.get_submodule(stage_path) if stage_path else model
+        block = [name for name, _ in stage_module.named_children()].index(block_key) + 1
+        blocks.append(
+            SEBlock(
+                name=f"SE_{stage}_{block}",
+                path=path,
+                stage=stage,
+                block=block,
+                channels=_out_features(expand),
+                reduced=_out_features(reduce),
+                params=sum(p.numel() for p in module.parameters()),
+            )
+        )
+    return blocks
+
+
+def _out_features(layer: nn.Module) -> int:
+    return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def gate_of(model: nn.Module, block: SEBlock) -> nn.Module:
+    return se_parts(model.get_submodule(block.path))[2]
+
+
+@contextmanager
+def capture_excitations(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[str, torch.Tensor]]:
+    """Collect each block's excitation s, (B, C), for forwards run by this thread."""
+    store: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if threading.get_ident() == owner:
+                store[name] = output.detach().float().flatten(1).cpu().clone()  # (B, C)
+        return hook
+
+    handles = [gate_of(model, b).register_forward_hook(make_hook(b.name)) for b in blocks]
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def capture_se_inputs(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[str, torch.Tensor]]:
+    """Collect each block's input feature map U, (B, C, H, W), for forwards run by this thread."""
+    store: dict[str, torch.Tensor] = {}
+    owner = threading.get_ident()
+
+    def make_hook(name: str):
+        def hook(_module, inputs):
+            if threading.get_ident() == owner:
+                store[name] = inputs[0].detach().float().cpu().clone()
+        return hook
+
+    handles = [model.get_submodule(b.path).register_forward_pre_hook(make_hook(b.name)) for b in blocks]
+    try:
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def excitation_disabled(model: nn.Module, blocks: list[SEBlock]) -> Iterator[None]:
+    """Force the gate of ``blocks`` to 1 (SE becomes the identity) for this thread's forwards."""
+    owner = threading.get_ident()
+
+    def hook(_module, _inputs, output):
+        if threading.get_ident() == owner:
+            return torch.ones_like(output)
+        return None
+
+    handles = [gate_of(model, b).register_forward_hook(hook) for b in blocks]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of forward hooks on all modules of ``model`` (for leak checks)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())

@@ -1,0 +1,33 @@
+"""The Gradio app: three tabs over one set of shared services.
+
+``build_demo(services)`` lays out the Blocks; each tab lives in its own module
+with its handlers kept apart from its layout.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from ..services import Services
+from . import classify_tab, explain_tab, retrieve_tab
+from .common import model_status_markdown
+
+TITLE = "SENet Explorer"
+INTRO = (
+    "Squeeze-and-Excitation networks, live: classify with an ensemble of gluon ResNet-152 v1d and "
+    "SE-ResNeXt-101 64x4d, retrieve similar images by their embeddings, and look inside the SE blocks."
+)
+
+
+def build_demo(services: Services) -> gr.Blocks:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        with gr.Accordion("Models", open=False):
+            gr.Markdown(model_status_markdown(services))
+        with gr.Tab("Classify", id="classify"):
+            classify_tab.build(services)
+        with gr.Tab("Retrieve", id="retrieve"):
+            retrieve_tab.build(services)
+        with gr.Tab("Explain", id="explain"):
+            explain_tab.build(services)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo

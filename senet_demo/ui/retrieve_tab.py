@@ -1,0 +1,10 @@
+"""Retrieve tab (coming soon)."""
+from __future__ import annotations
+
+import gradio as gr
+
+from ..services import Services
+
+
+def build(services: Services) -> None:
+    gr.Markdown("The Retrieve tab is coming soon.")
