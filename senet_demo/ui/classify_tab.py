@@ -47,7 +47,8 @@ def build(services: Services) -> None:
 
     with gr.Row():
         with gr.Column(scale=1):
-            image = gr.Image(type="pil", sources=["upload", "webcam", "clipboard"], label="Image", height=320)
+            image = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                             label="Image", height=320)
             tta = gr.Radio(list(TTA_CHOICES), value="none", label="Test-time augmentation",
                            info="flip: + mirrored view; tencrop: 4 corners + centre, each also mirrored")
             with gr.Accordion("Member weights", open=False):
