@@ -1,7 +1,8 @@
-"""Command line: python -m senet_demo {download,classify,export-lite0} ...
+"""Command line: python -m senet_demo {download,classify,explain,export-lite0} ...
 
     python -m senet_demo download                      # the default ensemble into weights/
     python -m senet_demo classify --json photo.jpg     # ensemble + members, top-5, as JSON
+    python -m senet_demo explain --json photo.jpg      # every SE block's excitation vector
     python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
 """
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_MODELS, TTA_CHOICES, WEIGHTS_DIR
+from .config import DEFAULT_MODELS, TTA_CHOICES, WEIGHTS_DIR, SpecError
 
 
 def main(argv=None) -> int:
@@ -30,13 +31,24 @@ def main(argv=None) -> int:
     classify.add_argument("--json", action="store_true", help="print JSON (default: a readable table)")
     classify.add_argument("images", nargs="+", metavar="IMAGE")
 
+    explain = commands.add_parser("explain", help="print every SE block's excitation vector for an image")
+    explain.add_argument("--model", dest="model", metavar="SPEC", default=DEFAULT_MODELS[1],
+                         help="an SE model SPEC (default: %(default)s)")
+    _common(explain)
+    explain.add_argument("--json", action="store_true", help="print JSON (default: one summary line per block)")
+    explain.add_argument("image", metavar="IMAGE")
+
     lite0 = commands.add_parser("export-lite0", help="write the pip-installed ImageNet EfficientNet-Lite0 as a SPEC folder")
     lite0.add_argument("--out", type=Path, default=WEIGHTS_DIR / "tf_efficientnet_lite0", metavar="DIR")
 
     args = parser.parse_args(argv)
     if getattr(args, "offline", False):
         os.environ["HF_HUB_OFFLINE"] = "1"
-    return {"download": _download, "classify": _classify, "export-lite0": _export_lite0}[args.command](args)
+    handlers = {"download": _download, "classify": _classify, "explain": _explain, "export-lite0": _export_lite0}
+    try:
+        return handlers[args.command](args)
+    except SpecError as err:  # a malformed --model: a usage error, not a traceback
+        parser.error(str(err))
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -93,6 +105,32 @@ def _classify(args) -> int:
                 tops = ", ".join(f"{p['label']} {p['prob']:.3f}" for p in member["top"]) or member.get("error", "")
                 print(f"  {name}: {tops}")
     return 1 if failed else 0
+
+
+def _explain(args) -> int:
+    from .images import load_image
+
+    args.models = [args.model]
+    services = _services(args)
+    name = services.registry.names[0]
+    outputs = services.engine.run(name, load_image(args.image, services.config.limits))
+    blocks = services.engine.se_blocks(name)
+    if not blocks:
+        print(f"{name} has no Squeeze-and-Excitation blocks; there is nothing to explain.", file=sys.stderr)
+        return 1
+    rows = [
+        {"name": b.name, "path": b.path, "channels": b.channels, "reduction": b.reduction,
+         "excitation": [round(float(v), 6) for v in outputs.excitations[b.name]]}
+        for b in blocks
+    ]
+    if args.json:
+        print(json.dumps({"model": name, "image": args.image, "blocks": rows}, indent=1))
+    else:
+        for row in rows:
+            vector = row["excitation"]
+            print(f"{row['name']:8} {row['path']:24} C={row['channels']:<5} r={row['reduction']:<4g} "
+                  f"mean={sum(vector) / len(vector):.3f} min={min(vector):.3f} max={max(vector):.3f}")
+    return 0
 
 
 def _export_lite0(args) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from .config import SpecError
 from .engine import Engine
 from .ensemble import Prediction, combine, top_k
 from .models import ModelLoadError
@@ -77,17 +78,19 @@ def classify(
         try:
             loaded = engine.registry.get(name)
             outputs = engine.run(name, image, tta)
-        except (WeightsNotFound, ModelLoadError) as err:
+        except (WeightsNotFound, ModelLoadError, SpecError) as err:
             member.error = str(err)
             continue
         member.top = top_k(outputs.probs, loaded.labels, k)
         member.latency_ms = outputs.latency_ms
+        if member.weight <= 0:  # shown, but neither averaged nor the reference for the classes
+            continue
         if labels is None:
             labels, reference = loaded.labels, name
-        if loaded.labels == labels and member.weight > 0:
+        if loaded.labels == labels:
             probs[name] = outputs.probs
             member.in_ensemble = True
-        elif loaded.labels != labels:
+        else:
             notes.append(f"{name} predicts other classes than {reference} and is not averaged.")
     if not probs:
         errors = [m.error for m in members if m.error]

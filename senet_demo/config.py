@@ -85,13 +85,17 @@ class AppConfig:
     """Everything the app and the CLI need to run."""
 
     models: list[ModelSpec] = field(default_factory=lambda: [ModelSpec.parse(m) for m in DEFAULT_MODELS])
+    explain_models: list[ModelSpec] = field(default_factory=list)  # extra SE models for the Explain tab only
     offline: bool = False  # never touch the network; only weights/ and the HF cache
     weights_dir: Path = WEIGHTS_DIR
     gallery_dir: Path = GALLERY_DIR
+    feature_cache_dir: Path | None = None  # stored gallery features; None: beside the Hugging Face cache
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
-    def from_specs(cls, specs: list[str] | None, **kwargs) -> "AppConfig":
+    def from_specs(cls, specs: list[str] | None, explain_specs: list[str] | None = None, **kwargs) -> "AppConfig":
         if specs:
-            return cls(models=[ModelSpec.parse(s) for s in specs], **kwargs)
+            kwargs["models"] = [ModelSpec.parse(s) for s in specs]
+        if explain_specs:
+            kwargs["explain_models"] = [ModelSpec.parse(s) for s in explain_specs]
         return cls(**kwargs)

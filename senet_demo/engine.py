@@ -19,7 +19,7 @@ from PIL import Image
 from .ensemble import tta_batch
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
-from .se_blocks import SEBlock, capture_excitations, find_se_blocks
+from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, excitation_disabled, find_se_blocks
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,22 @@ class Engine:
         loaded = self.registry.get(name)
         batch = torch.stack([loaded.transform(image) for image in images])
         return self._forward(loaded, batch, self.se_blocks(name), per_image=True)
+
+    def run_ablated(self, name: str, image: Image.Image, disabled: list[SEBlock]) -> Outputs:
+        """A fresh forward pass with the gates of ``disabled`` forced to 1 (SE as identity).
+
+        The hook acts only for this thread, so concurrent requests are unaffected; nothing is cached.
+        """
+        loaded = self.registry.get(name)
+        with excitation_disabled(loaded.model, disabled):
+            return self._forward(loaded, tta_batch(loaded.transform, image), self.se_blocks(name))
+
+    def feature_maps(self, name: str, image: Image.Image, block: SEBlock) -> np.ndarray:
+        """The input U of one SE block, (C, H, W): the maps its excitation rescales."""
+        loaded = self.registry.get(name)
+        with torch.inference_mode(), capture_se_inputs(loaded.model, [block]) as inputs:
+            loaded.model(tta_batch(loaded.transform, image))
+        return inputs[block.name][0].numpy()
 
     def _forward(self, loaded: LoadedModel, batch: torch.Tensor, blocks: list[SEBlock], per_image: bool = False):
         model = loaded.model

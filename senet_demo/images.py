@@ -48,7 +48,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode == "RGB":
         return image.copy()
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        image = _scale_to_8bit(image)
+        image = _scale_to_8bit(image, full_range=65535.0 if image.mode.startswith("I;16") else None)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBa", "La"):
@@ -112,9 +112,10 @@ def _from_array(array: np.ndarray) -> Image.Image:
     return Image.fromarray(array)
 
 
-def _scale_to_8bit(image: Image.Image) -> Image.Image:
+def _scale_to_8bit(image: Image.Image, full_range: float | None = None) -> Image.Image:
+    """16-bit modes have a known range; for 32-bit int/float modes guess it from the values."""
     array = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if array.max(initial=0) > 255 else 255.0
+    top = full_range or (65535.0 if array.max(initial=0) > 255 else 255.0)
     return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 

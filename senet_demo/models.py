@@ -90,13 +90,9 @@ def _model_from_single_file(spec: ModelSpec, file: Path) -> torch.nn.Module:
     for key in ("label_names", "label_descriptions"):
         if key in config:
             pretrained_cfg[key] = config[key]
-    model = timm.create_model(
-        spec.arch,
-        pretrained=False,
-        num_classes=num_classes,
-        pretrained_cfg_overlay=pretrained_cfg,
-        **config.get("model_args", {}),
-    )
+    # timm's exporter records num_classes inside model_args too; one value, the resolved one.
+    model_args = {**config.get("model_args", {}), "num_classes": num_classes}
+    model = timm.create_model(spec.arch, pretrained=False, pretrained_cfg_overlay=pretrained_cfg, **model_args)
     model.load_state_dict(state_dict, strict=True)
     return model
 
@@ -108,11 +104,14 @@ def _labels_for(model: torch.nn.Module, weights_path: Path) -> list[str]:
     num_classes = model.num_classes
     folder = weights_path if weights_path.is_dir() else weights_path.parent
     cfg = model.pretrained_cfg
+    names = list(cfg.get("label_names") or [])
+    descriptions = cfg.get("label_descriptions") or []
+    if isinstance(descriptions, dict):  # timm stores label name -> description
+        descriptions = [descriptions.get(name, name) for name in names]
     candidates = [
         _read_labels(folder / LABELS_FILE),
-        list(cfg.get("label_descriptions") or []),
+        list(descriptions),
     ]
-    names = list(cfg.get("label_names") or [])
     subset = infer_imagenet_subset(model)
     if subset:
         candidates.append(list(ImageNetInfo(subset).label_descriptions()))
@@ -135,30 +134,53 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def architecture_se_blocks(spec: ModelSpec) -> list:
+    """SE blocks of the bare architecture, built on the meta device (no memory, no weights)."""
+    import timm
+
+    from .se_blocks import find_se_blocks
+
+    arch, model_args = spec.arch, {}
+    if spec.source and not spec.source.startswith("hf-hub:"):
+        folder = Path(spec.source)
+        config = _read_json((folder if folder.is_dir() else folder.parent) / CONFIG_FILE)
+        arch, model_args = config.get("architecture", arch), config.get("model_args", {})
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(arch, pretrained=False, **model_args)
+    except Exception:  # an architecture timm cannot build will fail later with a clear message
+        return []
+    return find_se_blocks(model)
+
+
 class ModelRegistry:
     """The app's models: loaded lazily, once per process, thread-safely."""
 
     def __init__(self, config: AppConfig):
         self.config = config
-        self.specs: dict[str, ModelSpec] = {spec.name: spec for spec in config.models}
+        self.specs: dict[str, ModelSpec] = {spec.name: spec for spec in [*config.models, *config.explain_models]}
         self._loaded: dict[str, LoadedModel] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in self.specs}
-        self._guard = threading.Lock()
+        self._structure: dict[str, list] = {}
 
     @property
     def names(self) -> list[str]:
-        return list(self.specs)
+        """The ensemble members, in order."""
+        return [spec.name for spec in self.config.models]
 
-    def add(self, spec: ModelSpec) -> str:
-        """Register one more SPEC (e.g. an extra explainer model); return its name."""
-        with self._guard:
-            if spec.name not in self.specs:
-                self.specs[spec.name] = spec
-                self._locks[spec.name] = threading.Lock()
-        return spec.name
+    @property
+    def all_names(self) -> list[str]:
+        """Ensemble members and the extra Explain-tab models."""
+        return list(self.specs)
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def se_blocks(self, name: str) -> list:
+        """A model's SE blocks from its structure alone: no weights are loaded or downloaded."""
+        if name not in self._structure:
+            self._structure[name] = architecture_se_blocks(self.specs[name])
+        return self._structure[name]
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model; raises ``WeightsNotFound`` / ``ModelLoadError`` with a user-facing message."""

@@ -1,10 +1,12 @@
 """The objects one running app (or one CLI call) shares: config, models, engine."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from .config import AppConfig
 from .engine import Engine
+from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelLoadError, ModelRegistry
 from .weights import WeightsNotFound, resolve
 
@@ -14,16 +16,31 @@ class Services:
     config: AppConfig
     registry: ModelRegistry
     engine: Engine
+    features: FeatureStore
+    _gallery: list[GalleryItem] | None = field(default=None, repr=False)
+    _gallery_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, config: AppConfig) -> "Services":
         registry = ModelRegistry(config)
-        return cls(config=config, registry=registry, engine=Engine(registry))
+        engine = Engine(registry)
+        return cls(config=config, registry=registry, engine=engine,
+                   features=FeatureStore(engine, config.feature_cache_dir))
+
+    def gallery(self) -> list[GalleryItem]:
+        """The operator's gallery (scanned once); empty if there is none."""
+        with self._gallery_lock:
+            if self._gallery is None:
+                try:
+                    self._gallery = scan(self.config.gallery_dir)
+                except FileNotFoundError:
+                    self._gallery = []
+            return self._gallery
 
     def model_status(self) -> dict[str, str]:
         """Per model, where its weights are (or what is missing), without loading or downloading."""
         status = {}
-        for name, spec in self.registry.specs.items():
+        for name, spec in self.registry.specs.items():  # ensemble and Explain models
             if self.registry.is_loaded(name):
                 status[name] = f"loaded ({self.registry.get(name).weights.origin})"
                 continue

@@ -35,6 +35,29 @@ def user_errors(handler):
     return wrapper
 
 
+class ImageInput(gr.Image):
+    """``gr.Image`` that hands undecodable uploads to the app's own decoder, which explains the problem.
+
+    Gradio's own preprocessing opens the file with PIL first and answers a non-image with a bare
+    error; passing the path through lets ``images.load_image`` give the visitor a clear message.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("type", "filepath")
+        kwargs.setdefault("image_mode", None)  # never convert: decoding happens in images.load_image
+        kwargs.setdefault("sources", ["upload", "webcam", "clipboard"])
+        super().__init__(**kwargs)
+
+    def get_block_name(self) -> str:
+        return "image"  # same front-end component as gr.Image
+
+    def preprocess(self, payload):
+        try:
+            return super().preprocess(payload)
+        except Exception:
+            return str(payload.path) if payload is not None and payload.path else None
+
+
 def decode(image, services: Services):
     """A visitor's image (PIL from gr.Image, or a file path) -> RGB PIL, or a readable error."""
     return load_image(image, services.config.limits)

@@ -1,10 +1,200 @@
-"""Explain tab (coming soon)."""
+"""Explain tab: what the SE blocks of a model do with an image.
+
+Views: excitation map (all blocks x channels), per-channel plot for one block
+over up to four images, depth profile, the paper's Figure 6 rebuilt from the
+gallery, the most/least excited channels with their feature maps, and an
+ablation that switches SE off in a stage or block.
+"""
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 
+from .. import excitation as ex
+from .. import plots
+from ..ensemble import top_k
+from ..se_blocks import SEBlock
 from ..services import Services
+from .common import ImageInput, decode, example_images, user_errors
+
+MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
+NO_SE_TEXT = (
+    "**{name}** has no Squeeze-and-Excitation blocks: its bottleneck blocks add the residual to the convolution "
+    "output without any channel re-weighting, so there are no excitation weights to show. Pick an SE model "
+    "(e.g. `seresnext101_64x4d.gluon_in1k`) to compare — it is the same ResNet design plus SE."
+)
+
+
+def default_block(blocks: list[SEBlock]) -> str | None:
+    """The last block of the second-to-last stage: where class-specific excitation shows well."""
+    if not blocks:
+        return None
+    stages = sorted({b.stage for b in blocks})
+    stage = stages[-2] if len(stages) > 1 else stages[-1]
+    return [b for b in blocks if b.stage == stage][-1].name
+
+
+def ablation_choices(blocks: list[SEBlock]) -> list[str]:
+    stages = sorted({b.stage for b in blocks})
+    return ["all SE blocks", *[f"stage {s}" for s in stages], *[b.name for b in blocks]]
+
+
+def blocks_to_disable(blocks: list[SEBlock], choice: str) -> list[SEBlock]:
+    if choice == "all SE blocks":
+        return list(blocks)
+    if choice.startswith("stage "):
+        stage = int(choice.split()[1])
+        return [b for b in blocks if b.stage == stage]
+    chosen = [b for b in blocks if b.name == choice]
+    if not chosen:
+        raise ValueError(f"No SE block or stage called {choice!r} in this model.")
+    return chosen
 
 
 def build(services: Services) -> None:
-    gr.Markdown("The Explain tab is coming soon.")
+    registry, engine = services.registry, services.engine
+    names = registry.all_names
+    se_names = [n for n in names if registry.se_blocks(n)]
+    default_model = se_names[0] if se_names else names[0]
+    gallery_ids = {item.id: item for item in services.gallery()}
+
+    def block_by_name(model: str, block_name: str | None) -> SEBlock:
+        blocks = engine.se_blocks(model)
+        return next((b for b in blocks if b.name == block_name), None) or next(
+            b for b in blocks if b.name == default_block(blocks))
+
+    def compared_images(image, picks, uploads):
+        main = decode(image, services)
+        series = [("your image", main)]
+        for item_id in picks or []:
+            if item_id in gallery_ids:
+                series.append((item_id, decode(gallery_ids[item_id].path, services)))
+        for upload in uploads or []:
+            series.append((Path(upload).name, decode(upload, services)))
+        if len(series) > MAX_COMPARED:
+            gr.Warning(f"Only the first {MAX_COMPARED} images are compared.")
+        return series[:MAX_COMPARED]
+
+    @user_errors
+    def on_explain(image, model, block_name, picks, uploads, sample50, k, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc=f"Running {model}…")
+        blocks = registry.se_blocks(model)
+        if not blocks:
+            return NO_SE_TEXT.format(name=model), None, None, None, []
+        series = compared_images(image, picks, uploads)
+        outputs = [engine.run(model, picture) for _, picture in series]
+        blocks = engine.se_blocks(model)
+        block = block_by_name(model, block_name)
+        main = outputs[0].excitations
+        matrix = ex.excitation_matrix(main, blocks)
+        channels = ex.sampled_channels(block.channels) if sample50 else ex.sampled_channels(block.channels, block.channels)
+        per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
+        profile = ex.depth_profile([out.excitations for out in outputs], blocks)
+        top, bottom = ex.extreme_channels(main[block.name], int(k))
+        fmaps = engine.feature_maps(model, series[0][1], block)
+        tiles = [(plots.feature_overlay(series[0][1], fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} (most)")
+                 for c in top]
+        tiles += [(plots.feature_overlay(series[0][1], fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} (least)")
+                  for c in bottom]
+        text = "\n\n".join([
+            ex.formula_text(block),
+            f"**{model}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
+            f"image; the channel plot overlays {len(series)} image(s) for {block.name}; the depth profile shows "
+            f"where the images' excitations differ (early blocks: alike, class-agnostic; later: class-specific).",
+        ])
+        return (text, plots.excitation_map(matrix, blocks, f"Excitation of every SE block — {model}"),
+                plots.channel_plot(per_channel, block, channels),
+                plots.depth_profile(profile, blocks, [name for name, _ in series]), tiles)
+
+    @user_errors
+    def on_figure6(model, sample50, progress=gr.Progress()):
+        blocks = registry.se_blocks(model)
+        if not blocks:
+            raise gr.Error(NO_SE_TEXT.format(name=model))
+        items = services.gallery()
+        if not items:
+            raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
+        outputs = services.features.outputs(model, items, progress=lambda f, d: progress(f, desc=d))
+        chosen = ex.figure6_blocks(engine.se_blocks(model))
+        means = ex.category_means([o.excitations for o in outputs], [i.label for i in items],
+                                  [b.name for b in chosen])
+        return plots.figure6(means, chosen, ex.PAPER_SAMPLED_CHANNELS if sample50 else None)
+
+    @user_errors
+    def on_ablate(image, model, choice, progress=gr.Progress(track_tqdm=True)):
+        blocks = registry.se_blocks(model)
+        if not blocks:
+            raise gr.Error(NO_SE_TEXT.format(name=model))
+        picture = decode(image, services)
+        labels = registry.get(model).labels
+        before = engine.run(model, picture)
+        after = engine.run_ablated(model, picture, blocks_to_disable(engine.se_blocks(model), choice))
+        top1 = int(before.probs.argmax())
+        delta = after.probs[top1] - before.probs[top1]
+        new_top1 = int(after.probs.argmax())
+        text = (f"Switching off **{choice}** (gate forced to 1, so SE passes features through unchanged): "
+                f"p({labels[top1]}) goes from {before.probs[top1]:.3f} to {after.probs[top1]:.3f} "
+                f"(**{delta:+.3f}**). Top-1 {'stays' if new_top1 == top1 else 'changes to ' + labels[new_top1]}.")
+        return ({p.label: p.prob for p in top_k(before.probs, labels)},
+                {p.label: p.prob for p in top_k(after.probs, labels)}, text)
+
+    def on_model_change(model):
+        blocks = registry.se_blocks(model)
+        choices = [(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in blocks]
+        note = "" if blocks else NO_SE_TEXT.format(name=model)
+        return (gr.update(choices=choices, value=default_block(blocks)),
+                gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note)
+
+    start_blocks = registry.se_blocks(default_model)
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = ImageInput(label="Image", height=280)
+            model = gr.Dropdown(names, value=default_model, label="Model",
+                                info="models without SE blocks are listed too, with the reason they show nothing")
+            block = gr.Dropdown([(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in start_blocks],
+                                value=default_block(start_blocks), label="SE block (SE_stage_block, as in the paper)")
+            with gr.Accordion("Compare with (up to 3 more images)", open=False):
+                picks = gr.Dropdown(list(gallery_ids), multiselect=True, max_choices=MAX_COMPARED - 1,
+                                    label="Gallery images", value=[])
+                upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images")
+                uploads = gr.State([])  # per-visitor; keeps the endpoint callable with just an image
+            sample50 = gr.Checkbox(value=False, label="Show 50 evenly sampled channels (as the paper does)")
+            k = gr.Slider(1, 8, value=4, step=1, label="Top/bottom channels to show")
+            button = gr.Button("Explain", variant="primary")
+            examples = example_images(services)
+            if examples:
+                gr.Examples(examples, inputs=image, label="Examples")
+        with gr.Column(scale=2):
+            text = gr.Markdown(latex_delimiters=[{"left": "$", "right": "$", "display": False}])
+            with gr.Tab("Excitation map"):
+                map_plot = gr.Plot(label="Excitation map")
+            with gr.Tab("Per-channel"):
+                channel_plot = gr.Plot(label="Per-channel excitation")
+            with gr.Tab("Depth profile"):
+                depth_plot = gr.Plot(label="Depth profile")
+            with gr.Tab("Top channels"):
+                tiles = gr.Gallery(label="Most and least excited channels: the block's input maps", columns=4,
+                                   height="auto")
+            with gr.Tab("Figure 6 (gallery)"):
+                gr.Markdown("Mean excitation per gallery category for the last SE block of each stage and every "
+                            "block of the last stage, as in Figure 6 of the SENet paper. Computed once from the "
+                            "stored gallery forward passes.")
+                fig6_button = gr.Button("Build Figure 6")
+                fig6_plot = gr.Plot(label="Figure 6")
+            with gr.Tab("Ablation"):
+                ablate_choice = gr.Dropdown(ablation_choices(start_blocks), value="all SE blocks",
+                                            label="Switch SE off in")
+                ablate_button = gr.Button("Run with SE switched off")
+                with gr.Row():
+                    before = gr.Label(num_top_classes=5, label="With SE")
+                    after = gr.Label(num_top_classes=5, label="SE switched off")
+                ablate_text = gr.Markdown()
+
+    explain_inputs = [image, model, block, picks, uploads, sample50, k]
+    explain_outputs = [text, map_plot, channel_plot, depth_plot, tiles]
+    button.click(on_explain, explain_inputs, explain_outputs, api_name="explain")
+    fig6_button.click(on_figure6, [model, sample50], fig6_plot, api_name="figure6")
+    ablate_button.click(on_ablate, [image, model, ablate_choice], [before, after, ablate_text], api_name="ablate")
+    upload_box.change(lambda files: list(files or []), upload_box, uploads, api_visibility="private")
+    model.change(on_model_change, model, [block, ablate_choice, text], api_visibility="private")

@@ -1,0 +1,137 @@
+"""Labelled image galleries and their persistent feature store.
+
+A gallery is a folder with one sub-folder per label (``gallery/<label>/<file>``).
+Each image's forward-pass outputs are stored on disk under
+``<cache>/<model>@<weights identity>/<sha256 of the file>.npz``, so a restart
+re-embeds nothing and adding one image embeds only that image. Missing entries
+are computed in batches with a progress callback.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from .engine import Engine, Outputs
+from .images import ImageError, load_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+BATCH_SIZE = 16
+
+
+@dataclass(frozen=True)
+class GalleryItem:
+    path: Path
+    label: str
+    digest: str  # sha256 of the file's bytes: the key of its stored features
+
+    @property
+    def id(self) -> str:
+        return f"{self.label}/{self.path.name}"
+
+
+def scan(root: Path) -> list[GalleryItem]:
+    """Every image under ``root/<label>/``, sorted by label then file name."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"Gallery folder {root} does not exist.")
+    items = []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for path in sorted(label_dir.iterdir()):
+            if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                items.append(GalleryItem(path, label_dir.name, file_digest(path)))
+    return items
+
+
+def file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Beside the Hugging Face cache, so it survives restarts and is shared by checkouts."""
+    from huggingface_hub.constants import HF_HOME
+
+    return Path(HF_HOME) / "senet-explorer" / "features"
+
+
+class FeatureStore:
+    """Forward-pass outputs of gallery images, persisted per (model, weights, image)."""
+
+    def __init__(self, engine: Engine, cache_dir: Path | None = None):
+        self.engine = engine
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+
+    def outputs(
+        self,
+        model_name: str,
+        items: list[GalleryItem],
+        progress: Callable[[float, str], None] | None = None,
+    ) -> list[Outputs]:
+        """Outputs for every item, computing (batched) and storing only the missing ones."""
+        folder = self.cache_dir / _safe_name(self.engine.registry.get(model_name).key)
+        results: dict[str, Outputs] = {}
+        missing = []
+        for item in items:
+            stored = _read(folder / f"{item.digest}.npz", model_name)
+            if stored is None:
+                missing.append(item)
+            else:
+                results[item.digest] = stored
+        for start in range(0, len(missing), BATCH_SIZE):
+            batch = missing[start:start + BATCH_SIZE]
+            if progress:
+                progress(start / len(missing), f"Embedding {len(missing)} gallery images with {model_name}")
+            images, kept = [], []
+            for item in batch:
+                try:
+                    images.append(load_image(item.path))
+                    kept.append(item)
+                except ImageError as err:
+                    log.warning("Skipping %s: %s", item.path, err)
+            if not images:
+                continue
+            for item, out in zip(kept, self.engine.run_batch(model_name, images)):
+                _write(folder / f"{item.digest}.npz", out)
+                results[item.digest] = out
+        return [results[item.digest] for item in items if item.digest in results]
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._@-]+", "_", text)[:150]
+
+
+def _write(path: Path, out: Outputs) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"probs": out.probs, "log_probs": out.log_probs, "embedding": out.embedding}
+    arrays.update({f"se:{name}": vector for name, vector in out.excitations.items()})
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **arrays)
+    tmp.replace(path)  # atomic: a crash never leaves a half-written entry
+
+
+def _read(path: Path, model_name: str) -> Outputs | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return Outputs(
+                model=model_name,
+                probs=data["probs"],
+                log_probs=data["log_probs"],
+                embedding=data["embedding"],
+                excitations={k[3:]: data[k] for k in data.files if k.startswith("se:")},
+            )
+    except (OSError, ValueError, KeyError) as err:
+        log.warning("Ignoring unreadable cache entry %s: %s", path, err)
+        return None
+
+
+def labels_of(items: Iterable[GalleryItem]) -> list[str]:
+    return [item.label for item in items]
