@@ -22,9 +22,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", action="append", metavar="SPEC", dest="models",
                         help="ARCH or ARCH=SOURCE (hf-hub:org/name, a folder, or a .safetensors file); "
                              "repeat for several; replaces the default ensemble")
+    parser.add_argument("--explain-model", action="append", metavar="SPEC", dest="explain_models",
+                        help="an extra SE model for the Explain tab only (e.g. legacy_seresnet152.in1k); repeatable")
     parser.add_argument("--offline", action="store_true",
                         help="use no network at all: weights only from weights/ or the Hugging Face cache")
-    parser.add_argument("--gallery", metavar="DIR", help="gallery folder (one sub-folder per label) for the Retrieve tab")
+    parser.add_argument("--gallery", metavar="DIR",
+                        help="gallery for Retrieve/Explain: a folder with one sub-folder per label, or "
+                             "hf-dataset:org/name (default: the sample gallery in gallery/)")
     parser.add_argument("--weights-dir", metavar="DIR", help="where local weights live (default: weights/)")
     return parser.parse_args(argv)
 
@@ -37,20 +41,23 @@ def main(argv=None) -> None:
 
     from senet_demo.config import AppConfig
     from senet_demo.services import Services
-    from senet_demo.ui import build_demo
+    from senet_demo.ui import allowed_paths, build_demo
 
-    config = AppConfig.from_specs(args.models, offline=args.offline, **_paths(args))
-    demo = build_demo(Services.create(config))
+    config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **_paths(args))
+    services = Services.create(config)
+    demo = build_demo(services)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=config.limits.max_upload_total_bytes)
+                max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
 
 
 def _paths(args: argparse.Namespace) -> dict:
     from pathlib import Path
 
+    from senet_demo.gallery import resolve_source
+
     paths = {}
     if args.gallery:
-        paths["gallery_dir"] = Path(args.gallery)
+        paths["gallery_dir"] = resolve_source(args.gallery, offline=args.offline)
     if args.weights_dir:
         paths["weights_dir"] = Path(args.weights_dir)
     return paths

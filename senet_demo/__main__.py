@@ -1,7 +1,9 @@
-"""Command line: python -m senet_demo {download,classify,explain,export-lite0} ...
+"""Command line: python -m senet_demo {download,classify,retrieve,evaluate-gallery,explain,export-lite0} ...
 
     python -m senet_demo download                      # the default ensemble into weights/
     python -m senet_demo classify --json photo.jpg     # ensemble + members, top-5, as JSON
+    python -m senet_demo retrieve --gallery gallery --queries queries --out results.json
+    python -m senet_demo evaluate-gallery --gallery gallery   # P@1, P@5, mAP as JSON
     python -m senet_demo explain --json photo.jpg      # every SE block's excitation vector
     python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
 """
@@ -31,6 +33,20 @@ def main(argv=None) -> int:
     classify.add_argument("--json", action="store_true", help="print JSON (default: a readable table)")
     classify.add_argument("images", nargs="+", metavar="IMAGE")
 
+    retrieve = commands.add_parser("retrieve", help="rank a gallery for each query image")
+    _models(retrieve)
+    retrieve.add_argument("--gallery", required=True, metavar="DIR", help="one sub-folder per label")
+    retrieve.add_argument("--queries", required=True, nargs="+", metavar="DIR|FILE")
+    retrieve.add_argument("--feature", default="ensemble", metavar="ensemble|MODEL|logsoftmax")
+    retrieve.add_argument("--top", type=int, default=20, metavar="K")
+    retrieve.add_argument("--out", type=Path, required=True, metavar="results.json")
+
+    evaluate = commands.add_parser("evaluate-gallery", help="leave-one-out P@1, P@5 and mAP of a labelled gallery")
+    _models(evaluate)
+    evaluate.add_argument("--gallery", required=True, metavar="DIR", help="one sub-folder per label")
+    evaluate.add_argument("--feature", action="append", dest="features", metavar="ensemble|MODEL|logsoftmax",
+                          help="default: every feature choice")
+
     explain = commands.add_parser("explain", help="print every SE block's excitation vector for an image")
     explain.add_argument("--model", dest="model", metavar="SPEC", default=DEFAULT_MODELS[1],
                          help="an SE model SPEC (default: %(default)s)")
@@ -44,7 +60,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "offline", False):
         os.environ["HF_HUB_OFFLINE"] = "1"
-    handlers = {"download": _download, "classify": _classify, "explain": _explain, "export-lite0": _export_lite0}
+    handlers = {"download": _download, "classify": _classify, "retrieve": _retrieve,
+                "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0}
     try:
         return handlers[args.command](args)
     except SpecError as err:  # a malformed --model: a usage error, not a traceback
@@ -105,6 +122,63 @@ def _classify(args) -> int:
                 tops = ", ".join(f"{p['label']} {p['prob']:.3f}" for p in member["top"]) or member.get("error", "")
                 print(f"  {name}: {tops}")
     return 1 if failed else 0
+
+
+def _progress(fraction: float, message: str) -> None:
+    print(f"[{fraction:4.0%}] {message}", file=sys.stderr)
+
+
+def _gallery_search(args):
+    from .gallery import resolve_source, scan
+    from .search import GallerySearch
+
+    services = _services(args)
+    items = scan(resolve_source(args.gallery, offline=args.offline))
+    if not items:
+        raise SystemExit(f"No images found under {args.gallery}/<label>/.")
+    return services, items, GallerySearch(services)
+
+
+def _query_files(sources: list[str]) -> list[Path]:
+    from .gallery import IMAGE_SUFFIXES
+
+    files = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            files += sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(source)
+    return files
+
+
+def _retrieve(args) -> int:
+    from .images import ImageError, load_image
+
+    services, items, searcher = _gallery_search(args)
+    root = Path(args.gallery)
+    results, failed = {}, False
+    for path in _query_files(args.queries):
+        try:
+            hits = searcher.search(load_image(path, services.config.limits), items, args.feature, args.top,
+                                   progress=_progress)
+        except ImageError as err:
+            print(f"{path}: {err}", file=sys.stderr)
+            failed = True
+            continue
+        results[path.stem] = [str(hit.item.path.relative_to(root)) for hit in hits]
+    args.out.write_text(json.dumps(results, indent=2))
+    print(f"Wrote rankings for {len(results)} queries to {args.out}")
+    return 1 if failed else 0
+
+
+def _evaluate(args) -> int:
+    from .search import feature_choices
+
+    services, items, searcher = _gallery_search(args)
+    features = args.features or feature_choices(services)
+    report = {feature: searcher.evaluate(items, feature, progress=_progress).as_dict() for feature in features}
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _explain(args) -> int:

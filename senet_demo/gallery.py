@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
 from .engine import Engine, Outputs
+from .excitation import figure6_blocks
 from .images import ImageError, load_image
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,23 @@ def scan(root: Path) -> list[GalleryItem]:
     return items
 
 
+def resolve_source(source: str | Path, offline: bool = False) -> Path:
+    """A gallery folder, or ``hf-dataset:org/name`` fetched (or found cached) with huggingface_hub."""
+    text = str(source)
+    if not text.startswith("hf-dataset:"):
+        return Path(text).expanduser()
+    from huggingface_hub import snapshot_download
+
+    repo_id = text[len("hf-dataset:"):]
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", local_files_only=offline))
+    except Exception as err:
+        raise FileNotFoundError(
+            f"Gallery dataset {repo_id!r} is not available{' offline' if offline else ''} ({type(err).__name__}). "
+            f"Fix: download it once with network, or give a local folder with one sub-folder per label."
+        ) from err
+
+
 def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -67,6 +85,11 @@ class FeatureStore:
     def __init__(self, engine: Engine, cache_dir: Path | None = None):
         self.engine = engine
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self._memory: dict[tuple[str, str], Outputs] = {}  # (model key, digest) -> outputs read this run
+
+    def kept_excitations(self, model_name: str) -> set[str]:
+        """Only the Figure-6 blocks are stored: enough for the paper's analysis, small on disk."""
+        return {b.name for b in figure6_blocks(self.engine.se_blocks(model_name))}
 
     def outputs(
         self,
@@ -75,31 +98,36 @@ class FeatureStore:
         progress: Callable[[float, str], None] | None = None,
     ) -> list[Outputs]:
         """Outputs for every item, computing (batched) and storing only the missing ones."""
-        folder = self.cache_dir / _safe_name(self.engine.registry.get(model_name).key)
+        key = self.engine.registry.get(model_name).key
+        folder = self.cache_dir / _safe_name(key)
+        kept = self.kept_excitations(model_name)
         results: dict[str, Outputs] = {}
         missing = []
         for item in items:
-            stored = _read(folder / f"{item.digest}.npz", model_name)
+            stored = self._memory.get((key, item.digest)) or _read(folder / f"{item.digest}.npz", model_name)
             if stored is None:
                 missing.append(item)
             else:
-                results[item.digest] = stored
+                results[item.digest] = self._memory.setdefault((key, item.digest), stored)
         for start in range(0, len(missing), BATCH_SIZE):
             batch = missing[start:start + BATCH_SIZE]
             if progress:
                 progress(start / len(missing), f"Embedding {len(missing)} gallery images with {model_name}")
-            images, kept = [], []
+            images, decoded = [], []
             for item in batch:
                 try:
                     images.append(load_image(item.path))
-                    kept.append(item)
+                    decoded.append(item)
                 except ImageError as err:
                     log.warning("Skipping %s: %s", item.path, err)
             if not images:
                 continue
-            for item, out in zip(kept, self.engine.run_batch(model_name, images)):
+            for item, out in zip(decoded, self.engine.run_batch(model_name, images)):
+                out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept})
                 _write(folder / f"{item.digest}.npz", out)
-                results[item.digest] = out
+                results[item.digest] = self._memory.setdefault((key, item.digest), out)
+        if progress and missing:
+            progress(1.0, "Gallery features ready")
         return [results[item.digest] for item in items if item.digest in results]
 
 

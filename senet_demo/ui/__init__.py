@@ -9,6 +9,7 @@ import gradio as gr
 
 from ..services import Services
 from . import classify_tab, explain_tab, retrieve_tab
+from ..uploads import SESSIONS_ROOT
 from .common import model_status_markdown
 
 TITLE = "SENet Explorer"
@@ -16,6 +17,11 @@ INTRO = (
     "Squeeze-and-Excitation networks, live: classify with an ensemble of gluon ResNet-152 v1d and "
     "SE-ResNeXt-101 64x4d, retrieve similar images by their embeddings, and look inside the SE blocks."
 )
+
+
+def allowed_paths(services: Services) -> list[str]:
+    """Folders whose files the app may serve: the gallery and the per-session upload folders."""
+    return [str(services.config.gallery_dir), str(SESSIONS_ROOT)]
 
 
 def build_demo(services: Services) -> gr.Blocks:

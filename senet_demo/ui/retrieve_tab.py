@@ -1,10 +1,107 @@
-"""Retrieve tab (coming soon)."""
+"""Retrieve tab: nearest gallery images to a query, and measured retrieval quality."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import gradio as gr
 
+from ..config import QUERIES_DIR
+from ..search import GallerySearch, feature_choices
 from ..services import Services
+from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
+from .common import ImageInput, decode, user_errors
+
+FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
+                "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
+
+
+def query_examples(limit: int = 8) -> list[str]:
+    """Generated query views (rotation, brightness, scale, occlusion) of gallery images."""
+    if not QUERIES_DIR.is_dir():
+        return []
+    views = sorted(QUERIES_DIR.glob("*.jpg"))
+    return [str(p) for p in views[:: max(1, len(views) // limit)]][:limit]
 
 
 def build(services: Services) -> None:
-    gr.Markdown("The Retrieve tab is coming soon.")
+    searcher = GallerySearch(services)
+    choices = feature_choices(services)
+
+    def session_items(session) -> list:
+        return services.gallery() + (session["items"] if session else [])
+
+    @user_errors
+    def on_retrieve(image, feature, k, session, progress=gr.Progress()):
+        picture = decode(image, services)
+        items = session_items(session)
+        hits = searcher.search(picture, items, feature, int(k), progress=lambda f, d: progress(f, desc=d))
+        gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
+        labels = [hit.item.label for hit in hits]
+        top = max(set(labels), key=labels.count) if labels else "—"
+        note = (f"Top-{len(hits)} of {len(items)} gallery images by cosine similarity of the **{feature}** "
+                f"feature. Most frequent label among them: **{top}**.")
+        return gallery, note
+
+    @user_errors
+    def on_metrics(session, progress=gr.Progress()):
+        items = session_items(session)
+        if len({i.label for i in items}) < 2:
+            raise gr.Error("Retrieval quality needs a labelled gallery with at least two labels.")
+        rows = []
+        for feature in choices:
+            quality = searcher.evaluate(items, feature, progress=lambda f, d: progress(f, desc=d))
+            rows.append([feature, quality.precision_at_1, quality.precision_at_5, quality.mean_average_precision])
+        best = max(rows, key=lambda r: r[3])
+        note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: each image "
+                f"queries all others; a hit shares its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
+        return rows, note
+
+    @user_errors
+    def on_upload(files, label, session):
+        if not files:
+            return session, "No files given."
+        session = session or {"dir": str(new_session_dir()), "items": []}
+        try:
+            items, messages = ingest(files, Path(session["dir"]), label, services.config.limits)
+        except UploadError as err:
+            raise gr.Error(str(err)) from err
+        session = {"dir": session["dir"], "items": session["items"] + items}
+        return session, "\n".join(f"- {m}" for m in messages)
+
+    def on_clear(session):
+        remove_session_dir(session["dir"] if session else None)
+        return None, "Your uploaded images were removed."
+
+    session = gr.State(None, delete_callback=lambda s: remove_session_dir(s["dir"] if s else None))
+    with gr.Row():
+        with gr.Column(scale=1):
+            image = ImageInput(label="Query image", height=280)
+            feature = gr.Radio(choices, value=choices[0], label="Feature", info=FEATURE_HELP)
+            k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
+            button = gr.Button("Retrieve", variant="primary")
+            examples = query_examples()
+            if examples:
+                gr.Examples(examples, inputs=image, label="Query views: rotated, brightened, zoomed, occluded")
+        with gr.Column(scale=2):
+            results = gr.Gallery(label="Nearest gallery images (label · cosine similarity)", columns=5,
+                                 height="auto")
+            note = gr.Markdown()
+    with gr.Accordion("Retrieval quality (leave-one-out P@1, P@5, mAP)", open=False):
+        metrics_button = gr.Button("Measure on the gallery")
+        metrics = gr.Dataframe(headers=["feature", "P@1", "P@5", "mAP"], datatype=["str", "number", "number", "number"],
+                               interactive=False)
+        metrics_note = gr.Markdown()
+    with gr.Accordion("Add your own images (this session only)", open=False):
+        gr.Markdown("Upload images or a zip (folders inside it become labels). Only you see them; they are "
+                    "deleted when you leave. Limits: 200 images, 200 MB.")
+        upload_label = gr.Textbox(value="uploaded", label="Label for loose images")
+        upload = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or a zip")
+        with gr.Row():
+            add_button = gr.Button("Add to my gallery")
+            clear_button = gr.Button("Remove my images")
+        upload_note = gr.Markdown()
+
+    button.click(on_retrieve, [image, feature, k, session], [results, note], api_name="retrieve")
+    metrics_button.click(on_metrics, [session], [metrics, metrics_note], api_name="retrieval_quality")
+    add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private")
+    clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")

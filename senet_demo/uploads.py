@@ -1,0 +1,114 @@
+"""Visitor uploads that extend the gallery for one session only.
+
+Uploads are untrusted: a zip member with an absolute path or ``..`` rejects
+the whole zip; counts and uncompressed sizes are capped; every file must
+decode as an image (others are skipped with a message); names are reduced to
+safe characters. Files land in a per-session temporary folder that no other
+visitor can reach and that is deleted when the session ends.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .config import Limits
+from .gallery import IMAGE_SUFFIXES, GalleryItem, file_digest
+from .images import ImageError, load_image
+
+DEFAULT_LABEL = "uploaded"
+
+
+class UploadError(ValueError):
+    """An upload refused as a whole; the message is for the visitor."""
+
+
+SESSIONS_ROOT = Path(tempfile.gettempdir()) / "senet-explorer-sessions"
+
+
+def new_session_dir() -> Path:
+    """A fresh folder with an unguessable name, for one visitor's uploads."""
+    SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="session-", dir=SESSIONS_ROOT))
+
+
+def remove_session_dir(path: Path | str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def safe_name(text: str, fallback: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80]
+    return cleaned or fallback
+
+
+def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABEL,
+           limits: Limits = Limits()) -> tuple[list[GalleryItem], list[str]]:
+    """Copy valid images from ``files`` (images or zips) into ``session_dir``; return items and messages."""
+    session_dir = Path(session_dir)
+    default_label = safe_name(label or DEFAULT_LABEL, DEFAULT_LABEL)
+    candidates: list[tuple[str, str, bytes]] = []  # (label, file name, bytes)
+    total = 0
+    for file in files:
+        path = Path(file)
+        if zipfile.is_zipfile(path):
+            entries = _zip_entries(path, default_label, limits)
+        else:
+            entries = [(default_label, path.name, path.read_bytes())]
+        for entry in entries:
+            total += len(entry[2])
+            candidates.append(entry)
+        if len(candidates) > limits.max_upload_files:
+            raise UploadError(f"Too many files: at most {limits.max_upload_files} images per upload.")
+        if total > limits.max_upload_total_bytes:
+            raise UploadError(f"The upload is too large: at most {limits.max_upload_total_bytes // 2**20} MB in all.")
+
+    items, messages = [], []
+    for entry_label, name, data in candidates:
+        try:
+            load_image(data, limits)
+        except ImageError as err:
+            messages.append(f"Skipped {name}: {err}")
+            continue
+        folder = session_dir / safe_name(entry_label, default_label)
+        folder.mkdir(parents=True, exist_ok=True)
+        target = _unique(folder / safe_name(name, "image"))
+        target.write_bytes(data)
+        items.append(GalleryItem(target, folder.name, file_digest(target)))
+    messages.insert(0, f"Added {len(items)} image(s) to your session's gallery (only you can see them).")
+    return items, messages
+
+
+def _zip_entries(path: Path, default_label: str, limits: Limits) -> list[tuple[str, str, bytes]]:
+    with zipfile.ZipFile(path) as archive:
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+        for info in infos:
+            parts = PurePosixPath(info.filename.replace("\\", "/")).parts
+            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+                raise UploadError(f"The zip was rejected: entry {info.filename!r} points outside the archive.")
+        infos = [i for i in infos if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
+                 and not PurePosixPath(i.filename).name.startswith(".")]
+        if len(infos) > limits.max_upload_files:
+            raise UploadError(f"Too many files in the zip: at most {limits.max_upload_files} images.")
+        if sum(i.file_size for i in infos) > limits.max_upload_total_bytes:
+            raise UploadError(f"The zip unpacks to more than {limits.max_upload_total_bytes // 2**20} MB.")
+        entries = []
+        for info in infos:
+            with archive.open(info) as member:
+                data = member.read(limits.max_image_bytes + 1)  # never trust the declared size
+            if len(data) > limits.max_image_bytes:
+                raise UploadError(f"{info.filename} is larger than {limits.max_image_bytes // 2**20} MB.")
+            parts = PurePosixPath(info.filename).parts
+            label = parts[-2] if len(parts) >= 2 else default_label
+            entries.append((label, parts[-1], data))
+        return entries
+
+
+def _unique(path: Path) -> Path:
+    candidate, n = path, 1
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}_{n}{path.suffix}")
+        n += 1
+    return candidate
