@@ -6,7 +6,7 @@ import gradio as gr
 from ..classify import ClassifyResult, classify
 from ..config import TTA_CHOICES
 from ..services import Services
-from .common import ImageInput, decode, example_images, user_errors
+from .common import decode, example_images, image_input, user_errors
 
 TTA_LABELS = {"none": "none", "flip": "horizontal flip (2 views)", "tencrop": "ten-crop (10 views)"}
 
@@ -47,7 +47,7 @@ def build(services: Services) -> None:
 
     with gr.Row():
         with gr.Column(scale=1):
-            image = ImageInput(label="Image", height=320)
+            image = image_input(label="Image", height=320, elem_id="classify-image")
             tta = gr.Radio(list(TTA_CHOICES), value="none", label="Test-time augmentation",
                            info="flip: + mirrored view; tencrop: 4 corners + centre, each also mirrored")
             with gr.Accordion("Member weights", open=False):

@@ -35,27 +35,25 @@ def user_errors(handler):
     return wrapper
 
 
-class ImageInput(gr.Image):
-    """``gr.Image`` that hands undecodable uploads to the app's own decoder, which explains the problem.
+def image_input(**kwargs) -> gr.Image:
+    """An image input whose uploads reach ``images.load_image`` as files, unconverted.
 
-    Gradio's own preprocessing opens the file with PIL first and answers a non-image with a bare
-    error; passing the path through lets ``images.load_image`` give the visitor a clear message.
+    Gradio's own preprocessing opens the file with PIL and answers a non-image with a bare error;
+    here an undecodable upload is passed on as its path, so the app's decoder can tell the visitor
+    what is wrong. (Wrapping the instance's method avoids a component subclass, which would make
+    Gradio write a type-stub file beside this module.)
     """
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"], **kwargs)
+    gradio_preprocess = component.preprocess
 
-    def __init__(self, **kwargs):
-        kwargs.setdefault("type", "filepath")
-        kwargs.setdefault("image_mode", None)  # never convert: decoding happens in images.load_image
-        kwargs.setdefault("sources", ["upload", "webcam", "clipboard"])
-        super().__init__(**kwargs)
-
-    def get_block_name(self) -> str:
-        return "image"  # same front-end component as gr.Image
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         try:
-            return super().preprocess(payload)
+            return gradio_preprocess(payload)
         except Exception:
             return str(payload.path) if payload is not None and payload.path else None
+
+    component.preprocess = preprocess
+    return component
 
 
 def decode(image, services: Services):

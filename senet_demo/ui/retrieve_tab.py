@@ -9,7 +9,7 @@ from ..config import QUERIES_DIR
 from ..search import GallerySearch, feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
-from .common import ImageInput, decode, user_errors
+from .common import decode, image_input, user_errors
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
                 "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
@@ -37,7 +37,7 @@ def build(services: Services) -> None:
         hits = searcher.search(picture, items, feature, int(k), progress=lambda f, d: progress(f, desc=d))
         gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
         labels = [hit.item.label for hit in hits]
-        top = max(set(labels), key=labels.count) if labels else "—"
+        top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
         note = (f"Top-{len(hits)} of {len(items)} gallery images by cosine similarity of the **{feature}** "
                 f"feature. Most frequent label among them: **{top}**.")
         return gallery, note
@@ -60,11 +60,16 @@ def build(services: Services) -> None:
     def on_upload(files, label, session):
         if not files:
             return session, "No files given."
+        created = session is None
         session = session or {"dir": str(new_session_dir()), "items": []}
         try:
             items, messages = ingest(files, Path(session["dir"]), label, services.config.limits)
-        except UploadError as err:
-            raise gr.Error(str(err)) from err
+        except Exception as err:
+            if created:  # the state stays None, so nothing would ever delete this folder
+                remove_session_dir(session["dir"])
+            if isinstance(err, UploadError):
+                raise gr.Error(str(err)) from err
+            raise
         session = {"dir": session["dir"], "items": session["items"] + items}
         return session, "\n".join(f"- {m}" for m in messages)
 
@@ -75,7 +80,7 @@ def build(services: Services) -> None:
     session = gr.State(None, delete_callback=lambda s: remove_session_dir(s["dir"] if s else None))
     with gr.Row():
         with gr.Column(scale=1):
-            image = ImageInput(label="Query image", height=280)
+            image = image_input(label="Query image", height=280, elem_id="retrieve-image")
             feature = gr.Radio(choices, value=choices[0], label="Feature", info=FEATURE_HELP)
             k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
             button = gr.Button("Retrieve", variant="primary")
