@@ -52,6 +52,14 @@ class ModelSpec:
             return self.arch
         return f"{self.arch}={self.source}"
 
+    @property
+    def label(self) -> str:
+        """Short name for the UI: the architecture, and the folder or repo the weights come from."""
+        if self.source is None:
+            return self.arch
+        where = self.source[len("hf-hub:"):] if self.source.startswith("hf-hub:") else Path(self.source).name
+        return f"{self.arch} ({where})"
+
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":
         """Parse ``ARCH`` or ``ARCH=SOURCE``; raise ``SpecError`` with the reason."""
@@ -63,7 +71,8 @@ class ModelSpec:
             raise SpecError(f"Bad architecture in SPEC {text!r}: expected a timm model name such as resnet50d.")
         if sep and not source:
             raise SpecError(f"SPEC {text!r} has '=' but no SOURCE after it.")
-        if source.startswith("hf-hub:") and source.count("/") != 1:
+        org, _, repo = source.removeprefix("hf-hub:").partition("/")
+        if source.startswith("hf-hub:") and not (org and repo and "/" not in repo):
             raise SpecError(f"Bad Hub repo in SPEC {text!r}: expected hf-hub:org/name.")
         return cls(arch=arch, source=source or None)
 

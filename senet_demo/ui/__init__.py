@@ -14,8 +14,8 @@ from .common import model_status_markdown
 
 TITLE = "SENet Explorer"
 INTRO = (
-    "Squeeze-and-Excitation networks, live: classify with an ensemble of gluon ResNet-152 v1d and "
-    "SE-ResNeXt-101 64x4d, retrieve similar images by their embeddings, and look inside the SE blocks."
+    "Squeeze-and-Excitation networks (Hu et al., CVPR 2018), live: classify with an ensemble of {members}, "
+    "retrieve similar images by their embeddings, and look inside the SE blocks."
 )
 
 
@@ -26,7 +26,8 @@ def allowed_paths(services: Services) -> list[str]:
 
 def build_demo(services: Services) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
-        gr.Markdown(f"# {TITLE}\n{INTRO}")
+        members = " and ".join(f"`{services.registry.specs[n].label}`" for n in services.registry.names)
+        gr.Markdown(f"# {TITLE}\n{INTRO.format(members=members)}")
         with gr.Accordion("Models", open=False):
             gr.Markdown(model_status_markdown(services))
         with gr.Tab("Classify", id="classify"):

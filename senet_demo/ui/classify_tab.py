@@ -6,7 +6,7 @@ import gradio as gr
 from ..classify import ClassifyResult, classify
 from ..config import TTA_CHOICES
 from ..services import Services
-from .common import decode, example_images, image_input, user_errors
+from .common import decode, display_name, example_images, image_input, user_errors
 
 TTA_LABELS = {"none": "none", "flip": "horizontal flip (2 views)", "tencrop": "ten-crop (10 views)"}
 
@@ -15,16 +15,17 @@ def label_value(predictions) -> dict[str, float]:
     return {p.label: p.prob for p in predictions}
 
 
-def summary_markdown(result: ClassifyResult) -> str:
-    agree = {True: "**agree**", False: "**disagree**", None: "—"}[result.agree]
-    lines = [f"Members {agree} on the top-1 class. TTA: {TTA_LABELS[result.tta]}.", "",
+def summary_markdown(result: ClassifyResult, labels: dict[str, str]) -> str:
+    agreement = {True: "The members **agree** on the top-1 class.", False: "The members **disagree** on the top-1 class.",
+                 None: "Only one member answered."}[result.agree]
+    lines = [f"{agreement} TTA: {TTA_LABELS[result.tta]}.", "",
              "| member | weight | top-1 | prob | latency |", "|---|---|---|---|---|"]
     for m in result.members:
         if m.error:
-            lines.append(f"| `{m.name}` | {m.weight:g} | unavailable | | |")
+            lines.append(f"| {labels[m.name]} | {m.weight:g} | unavailable | | |")
         else:
             top = m.top[0]
-            lines.append(f"| `{m.name}` | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms |")
+            lines.append(f"| {labels[m.name]} | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms |")
     errors = [f"- **{m.name}**: {m.error}" for m in result.members if m.error]
     if errors:
         lines += ["", "Unavailable models:", *errors]
@@ -35,6 +36,7 @@ def summary_markdown(result: ClassifyResult) -> str:
 
 def build(services: Services) -> None:
     names = services.registry.names
+    labels = {name: display_name(services, name) for name in names}
 
     @user_errors
     def on_classify(image, tta, *weights, progress=gr.Progress(track_tqdm=True)):
@@ -43,7 +45,7 @@ def build(services: Services) -> None:
         result = classify(services.engine, picture, names, tta=tta, weights=dict(zip(names, weights)), k=5)
         members = {m.name: m for m in result.members}
         member_values = [label_value(members[n].top) if members[n].top else None for n in names]
-        return [label_value(result.ensemble), summary_markdown(result), *member_values]
+        return [label_value(result.ensemble), summary_markdown(result, labels), *member_values]
 
     with gr.Row():
         with gr.Column(scale=1):
@@ -51,7 +53,7 @@ def build(services: Services) -> None:
             tta = gr.Radio(list(TTA_CHOICES), value="none", label="Test-time augmentation",
                            info="flip: + mirrored view; tencrop: 4 corners + centre, each also mirrored")
             with gr.Accordion("Member weights", open=False):
-                weights = [gr.Slider(0, 1, value=1.0, step=0.05, label=name) for name in names]
+                weights = [gr.Slider(0, 1, value=1.0, step=0.05, label=labels[name]) for name in names]
             button = gr.Button("Classify", variant="primary")
             examples = example_images(services)
             if examples:
@@ -60,7 +62,7 @@ def build(services: Services) -> None:
             ensemble = gr.Label(num_top_classes=5, label="Ensemble (weighted mean of softmax)")
             summary = gr.Markdown()
     with gr.Row():
-        member_labels = [gr.Label(num_top_classes=5, label=name) for name in names]
+        member_labels = [gr.Label(num_top_classes=5, label=labels[name]) for name in names]
 
     inputs = [image, tta, *weights]
     outputs = [ensemble, summary, *member_labels]

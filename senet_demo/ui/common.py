@@ -73,8 +73,12 @@ def example_images(services: Services, per_label: int = 1, limit: int = 8) -> li
     return examples[:limit]
 
 
+def display_name(services: Services, name: str) -> str:
+    return services.registry.specs[name].label
+
+
 def model_status_markdown(services: Services) -> str:
     lines = ["| model | weights |", "|---|---|"]
     for name, status in services.model_status().items():
-        lines.append(f"| `{name}` | {status} |")
+        lines.append(f"| `{name}` | {status} |")  # the full SPEC here, so the source is visible
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from .. import plots
 from ..ensemble import top_k
 from ..se_blocks import SEBlock
 from ..services import Services
-from .common import decode, example_images, image_input, user_errors
+from .common import decode, display_name, example_images, image_input, user_errors
 
 MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
 NO_SE_TEXT = (
@@ -150,7 +150,7 @@ def build(services: Services) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Image", height=280, elem_id="explain-image")
-            model = gr.Dropdown(names, value=default_model, label="Model",
+            model = gr.Dropdown([(display_name(services, n), n) for n in names], value=default_model, label="Model",
                                 info="models without SE blocks are listed too, with the reason they show nothing")
             block = gr.Dropdown([(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in start_blocks],
                                 value=default_block(start_blocks), label="SE block (SE_stage_block, as in the paper)")

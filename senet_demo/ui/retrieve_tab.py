@@ -9,7 +9,7 @@ from ..config import QUERIES_DIR
 from ..search import GallerySearch, feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
-from .common import decode, image_input, user_errors
+from .common import decode, display_name, image_input, user_errors
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
                 "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
@@ -81,7 +81,8 @@ def build(services: Services) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Query image", height=280, elem_id="retrieve-image")
-            feature = gr.Radio(choices, value=choices[0], label="Feature", info=FEATURE_HELP)
+            feature = gr.Radio([(display_name(services, c) if c in services.registry.specs else c, c) for c in choices],
+                               value=choices[0], label="Feature", info=FEATURE_HELP)
             k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
             button = gr.Button("Retrieve", variant="primary")
             examples = query_examples()
