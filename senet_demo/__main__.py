@@ -88,12 +88,18 @@ def _services(args):
 
 def _download(args) -> int:
     from .config import ModelSpec
-    from .weights import download
+    from .weights import WeightsNotFound, download
 
+    failed = False
     for text in args.specs or DEFAULT_MODELS:
-        folder = download(ModelSpec.parse(text), args.weights_dir)
+        try:
+            folder = download(ModelSpec.parse(text), args.weights_dir)
+        except WeightsNotFound as err:
+            print(f"{text}: {err}", file=sys.stderr)
+            failed = True
+            continue
         print(f"{text}: {folder}")
-    return 0
+    return 1 if failed else 0
 
 
 def _classify(args) -> int:

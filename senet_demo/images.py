@@ -45,14 +45,16 @@ def load_image(source, limits: Limits = Limits()) -> Image.Image:
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB; alpha is composited on a white background."""
+    if image.mode in ("RGB", "L") and "transparency" in image.info:  # a transparent colour key (PNG tRNS)
+        image = image.convert("RGBA")
     if image.mode == "RGB":
         return image.copy()
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         image = _scale_to_8bit(image, full_range=65535.0 if image.mode.startswith("I;16") else None)
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    if image.mode in ("RGBa", "La"):
-        image = image.convert("RGBA")
+    if image.mode in ("RGBa", "La"):  # premultiplied alpha (Pillow converts La only to LA)
+        image = image.convert(image.mode.upper())
     if image.mode in ("RGBA", "LA", "PA"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))

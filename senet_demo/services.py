@@ -8,7 +8,7 @@ from .config import AppConfig
 from .engine import Engine
 from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelLoadError, ModelRegistry
-from .weights import WeightsNotFound, resolve
+from .weights import WeightsNotFound, hub_repo_for, resolve
 
 
 @dataclass
@@ -47,7 +47,8 @@ class Services:
             try:
                 status[name] = f"ready ({resolve(spec, self.config.weights_dir, offline=True).origin})"
             except WeightsNotFound as err:
-                status[name] = str(err) if self.config.offline else "downloads from the Hugging Face Hub on first use"
+                downloadable = hub_repo_for(spec) is not None and not self.config.offline
+                status[name] = "downloads from the Hugging Face Hub on first use" if downloadable else str(err)
             except (ModelLoadError, ValueError) as err:
                 status[name] = str(err)
         return status

@@ -60,7 +60,10 @@ def hub_repo_for(spec: ModelSpec) -> str | None:
     if spec.source is None:
         import timm
 
-        cfg = timm.models.get_pretrained_cfg(spec.arch, allow_unregistered=False)
+        try:
+            cfg = timm.models.get_pretrained_cfg(spec.arch, allow_unregistered=False)
+        except RuntimeError:  # an unknown architecture or pretrained tag
+            cfg = None
         if cfg is None or not cfg.hf_hub_id:
             raise SpecError(
                 f"timm knows no Hub weights for {spec.arch!r}. Use a pretrained name such as "
@@ -108,7 +111,13 @@ def download(spec: ModelSpec, weights_dir: Path) -> Path:
     if repo_id is None:
         raise SpecError(f"{spec.name!r} is a local SOURCE; there is nothing to download.")
     folder = local_folder(repo_id, weights_dir)
-    snapshot_download(repo_id, local_dir=folder, allow_patterns=HUB_FILES)
+    try:
+        snapshot_download(repo_id, local_dir=folder, allow_patterns=HUB_FILES)
+    except Exception as err:  # network errors come in many types; all mean the same to the user
+        raise WeightsNotFound(
+            f"Could not download {spec.name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
+            f"Fix: check the network (and that the repo {repo_id!r} exists), then run the command again."
+        ) from err
     if not _is_complete(folder):
         raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.")
     return folder

@@ -1,0 +1,98 @@
+"""The running app: launch it, call /classify over HTTP with gradio_client, survive bad uploads."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+
+import gradio as gr
+import pytest
+
+from helpers import REPO_ROOT, make_config
+from senet_demo.classify import classify
+from senet_demo.images import load_image
+from senet_demo.services import Services
+from senet_demo.ui import build_demo
+
+MISSING = "seresnext101_64x4d.gluon_in1k"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, resnet_name, senet_name):
+    """The app over the two tiny models, served on 127.0.0.1; closed after the module."""
+    services = Services.create(make_config(tmp_path_factory.mktemp("e2e"), [resnet_name, senet_name]))
+    demo = build_demo(services)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield services, f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from gradio_client import Client
+
+    return Client(app[1], verbose=False, download_files=False)
+
+
+def confidences(label_output: dict) -> dict[str, float]:
+    return {c["label"]: c["confidence"] for c in label_output["confidences"]}
+
+
+def test_classify_endpoint_with_just_an_image(app, client, photo_png):
+    from gradio_client import handle_file
+
+    services, _ = app
+    ensemble, summary, *members = client.predict(handle_file(str(photo_png)), api_name="/classify")
+
+    expected = classify(services.engine, load_image(photo_png), k=5)  # defaults: tta none, weights 1
+    assert ensemble["label"] == expected.ensemble[0].label
+    got = confidences(ensemble)
+    assert list(got) == [p.label for p in expected.ensemble]
+    assert list(got.values()) == pytest.approx([p.prob for p in expected.ensemble], abs=1e-6)
+    assert "TTA: none" in summary
+    assert len(members) == 2
+    for output, member in zip(members, expected.members):
+        assert output["label"] == member.top[0].label
+
+
+def test_non_image_upload_is_an_error_and_the_server_keeps_serving(app, client, tmp_path, photo_png):
+    from gradio_client import handle_file
+
+    bogus = tmp_path / "holiday.jpg"
+    bogus.write_bytes(b"This is a text file pretending to be a JPEG.\n" * 20)
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(str(bogus)), api_name="/classify")
+    assert "not an image" in str(caught.value)
+
+    ensemble, *_ = client.predict(handle_file(str(photo_png)), api_name="/classify")
+    assert ensemble["label"] == classify(app[0].engine, load_image(photo_png)).ensemble[0].label
+
+
+def test_app_starts_with_a_missing_model_and_says_so(tmp_path, resnet_name):
+    services = Services.create(make_config(tmp_path, [resnet_name, MISSING]))
+    demo = build_demo(services)
+    texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block.value]
+    status = [text for text in texts if MISSING in text and "python -m senet_demo download" in text]
+    assert status, "the model-status markdown should name the missing model and the fix"
+    assert resnet_name in status[0]
+    demo.close()
+
+
+def test_app_help_lists_the_flags():
+    done = subprocess.run([sys.executable, "app.py", "--help"], cwd=REPO_ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for flag in ("--port", "--host", "--share", "--model", "--offline"):
+        assert flag in done.stdout

@@ -1,0 +1,195 @@
+"""The shared forward pass: outputs, SE excitations, hook hygiene and the result cache."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import encode, random_image
+from senet_demo.engine import Engine, LRUCache
+from senet_demo.ensemble import tta_batch
+from senet_demo.images import load_image
+from senet_demo.se_blocks import hook_count
+
+
+def reference_probs(loaded, image, tta="none") -> np.ndarray:
+    """Softmax of the plain ``model(x)`` forward, averaged over the TTA views."""
+    with torch.no_grad():
+        return loaded.model(tta_batch(loaded.transform, image, tta)).softmax(-1).mean(0).numpy()
+
+
+# ---------------------------------------------------------------- outputs
+
+
+@pytest.mark.parametrize("tta, views", [("none", 1), ("flip", 2), ("tencrop", 10)])
+def test_outputs_match_the_plain_forward(engine, tiny_registry, resnet_name, senet_name, photo, tta, views):
+    for name in (resnet_name, senet_name):
+        loaded = tiny_registry.get(name)
+        outputs = engine.run(name, photo, tta)
+        assert outputs.model == name and outputs.views == views
+        assert outputs.probs.shape == (loaded.num_classes,)
+        assert outputs.probs.sum() == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(outputs.probs, reference_probs(loaded, photo, tta), atol=1e-6)
+        assert outputs.embedding.shape == (loaded.model.num_features,)
+        assert outputs.latency_ms > 0
+
+
+def test_log_probs_are_of_the_mean_logits(engine, tiny_registry, senet_name, photo):
+    loaded = tiny_registry.get(senet_name)
+    outputs = engine.run(senet_name, photo, "flip")
+    with torch.no_grad():
+        logits = loaded.model(tta_batch(loaded.transform, photo, "flip"))
+    np.testing.assert_allclose(outputs.log_probs, logits.mean(0).log_softmax(-1).numpy(), atol=1e-5)
+    assert np.exp(outputs.log_probs).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_excitations_of_the_se_model(engine, tiny_senet, senet_name, photo):
+    blocks = engine.se_blocks(senet_name)
+    assert len(blocks) == sum(tiny_senet.layers)  # one SE module per bottleneck block
+    outputs = engine.run(senet_name, photo)
+    assert set(outputs.excitations) == {b.name for b in blocks}
+    for block in blocks:
+        vector = outputs.excitations[block.name]
+        assert vector.shape == (block.channels,)
+        assert np.all((vector > 0) & (vector < 1))  # sigmoid gates
+    # Stage widths of a ResNeXt-D: 256, 512, 1024, 2048 channels, each doubling the last.
+    channels = [b.channels for b in blocks]
+    assert channels == [channels[0] * 2**i for i in range(4)]
+
+
+def test_excitations_are_the_mean_over_views(engine, tiny_registry, senet_name, photo):
+    """Independently hook each SE module's sigmoid gate and average its output over the TTA views."""
+    loaded = tiny_registry.get(senet_name)
+    captured = {}
+    handles = [
+        loaded.model.get_submodule(block.path).gate.register_forward_hook(
+            lambda module, inputs, output, name=block.name: captured.__setitem__(name, output.flatten(1)))
+        for block in engine.se_blocks(senet_name)
+    ]
+    try:
+        with torch.no_grad():
+            loaded.model(tta_batch(loaded.transform, photo, "tencrop"))
+    finally:
+        for handle in handles:
+            handle.remove()
+    outputs = engine.run(senet_name, photo, "tencrop")
+    assert set(outputs.excitations) == set(captured)
+    for name, per_view in captured.items():
+        assert per_view.shape[0] == 10
+        np.testing.assert_allclose(outputs.excitations[name], per_view.mean(0).numpy(), atol=1e-6)
+
+
+def test_resnet_d_has_no_excitations(engine, resnet_name, photo):
+    assert engine.se_blocks(resnet_name) == []
+    assert engine.run(resnet_name, photo).excitations == {}
+
+
+def test_run_batch_matches_single_runs(engine, resnet_name, senet_name):
+    images = [random_image(seed=s) for s in (1, 2, 3)]
+    for name in (resnet_name, senet_name):
+        batch = engine.run_batch(name, images)
+        assert len(batch) == 3
+        for image, outputs in zip(images, batch):
+            single = engine.run(name, image)
+            np.testing.assert_allclose(outputs.probs, single.probs, atol=1e-5)
+            np.testing.assert_allclose(outputs.embedding, single.embedding, atol=1e-4)
+            assert set(outputs.excitations) == set(single.excitations)
+
+
+# ---------------------------------------------------------------- hooks never outlive a call
+
+
+@pytest.mark.parametrize("tta", ["none", "tencrop"])
+def test_hooks_are_removed_after_each_run(engine, tiny_registry, resnet_name, senet_name, photo, tta):
+    for name in (resnet_name, senet_name):
+        model = tiny_registry.get(name).model
+        before = hook_count(model)
+        engine.run(name, photo, tta)
+        engine.run_batch(name, [photo])
+        assert hook_count(model) == before
+
+
+def test_hooks_are_removed_when_the_forward_raises(engine, tiny_registry, senet_name, photo, monkeypatch):
+    model = tiny_registry.get(senet_name).model
+    before = hook_count(model)
+    during = []
+
+    def broken_head(*args, **kwargs):
+        during.append(hook_count(model))
+        raise RuntimeError("head exploded")
+
+    monkeypatch.setattr(model, "forward_head", broken_head)
+    with pytest.raises(RuntimeError, match="head exploded"):
+        engine.run(senet_name, photo)
+    assert during and during[0] == before + len(engine.se_blocks(senet_name))  # hooks were in place
+    assert hook_count(model) == before
+    assert len(engine.cache) == 0  # a failed run caches nothing
+    monkeypatch.undo()
+    assert engine.run(senet_name, photo).excitations  # and the model still works
+
+
+# ---------------------------------------------------------------- the result cache
+
+
+def test_same_image_twice_is_one_forward_pass(engine, senet_name, photo):
+    first = engine.run(senet_name, photo)
+    second = engine.run(senet_name, photo)
+    assert engine.forward_passes == 1
+    assert (engine.cache.hits, engine.cache.misses) == (1, 1)
+    assert second is first
+
+
+def test_identical_pixels_from_other_objects_and_files_hit_the_cache(engine, resnet_name, photo, photo_png, tmp_path):
+    bmp = tmp_path / "same.bmp"
+    photo.save(bmp)
+    sources = [photo, photo.copy(), load_image(photo_png), load_image(bmp), load_image(encode(photo, "TIFF")),
+               load_image(np.asarray(photo))]
+    results = [engine.run(resnet_name, image) for image in sources]
+    assert engine.forward_passes == 1
+    assert engine.cache.hits == len(sources) - 1
+    assert all(r is results[0] for r in results)
+
+
+def test_other_tta_other_image_other_model_are_other_entries(engine, resnet_name, senet_name, photo):
+    other = photo.copy()
+    other.putpixel((0, 0), (0, 0, 0))
+    engine.run(resnet_name, photo, "none")
+    engine.run(resnet_name, photo, "flip")
+    engine.run(resnet_name, photo, "tencrop")
+    engine.run(resnet_name, other, "none")
+    engine.run(senet_name, photo, "none")
+    assert engine.forward_passes == 5 and engine.cache.hits == 0
+    engine.run(resnet_name, photo, "flip")
+    assert engine.forward_passes == 5 and engine.cache.hits == 1
+
+
+def test_cache_is_bounded_lru(tiny_registry, resnet_name):
+    engine = Engine(tiny_registry, cache_entries=2)
+    a, b, c = (random_image(32, 32, seed=s) for s in (10, 11, 12))
+    engine.run(resnet_name, a)
+    engine.run(resnet_name, b)
+    engine.run(resnet_name, a)  # hit; a is now the most recent
+    assert (engine.forward_passes, engine.cache.hits) == (2, 1)
+    engine.run(resnet_name, c)  # evicts b, the least recently used
+    assert len(engine.cache) == 2
+    engine.run(resnet_name, a)
+    engine.run(resnet_name, c)
+    assert (engine.forward_passes, engine.cache.hits) == (3, 3)
+    engine.run(resnet_name, b)  # b was evicted: a new forward pass
+    assert engine.forward_passes == 4 and len(engine.cache) == 2
+
+
+def test_default_cache_size_comes_from_the_limits(tiny_registry):
+    assert Engine(tiny_registry).cache.max_entries == tiny_registry.config.limits.result_cache_entries
+
+
+def test_lru_cache_unit():
+    cache = LRUCache(2)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get("a") == 1
+    cache.put("c", 3)
+    assert cache.get("b") is None and cache.get("a") == 1 and cache.get("c") == 3
+    cache.put("a", 10)  # overwrite keeps one entry
+    assert len(cache) == 2 and cache.get("a") == 10
+    assert (cache.hits, cache.misses) == (4, 1)

@@ -1,0 +1,175 @@
+"""Loaded models: each with its own preprocessing and labels; loaded once per process."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+import senet_demo.models as models_module
+from helpers import LABELS, RESNET_DATA, SENET_DATA, make_config
+from senet_demo.models import ModelRegistry
+
+MODES = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+
+
+def reference_transform(data: dict) -> T.Compose:
+    """The standard eval pipeline written out by hand from a data config."""
+    size = data["input_size"][1:]
+    return T.Compose([
+        T.Resize(math.floor(size[0] / data["crop_pct"]), interpolation=MODES[data["interpolation"]]),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(data["mean"], data["std"]),
+    ])
+
+
+@pytest.mark.parametrize("which, data", [("resnet", RESNET_DATA), ("senet", SENET_DATA)])
+def test_each_model_has_its_own_data_config(tiny_registry, resnet_name, senet_name, which, data):
+    loaded = tiny_registry.get(resnet_name if which == "resnet" else senet_name)
+    config = loaded.data_config
+    assert tuple(config["input_size"]) == data["input_size"]
+    assert config["crop_pct"] == pytest.approx(data["crop_pct"])
+    assert config["interpolation"] == data["interpolation"]
+    assert tuple(config["mean"]) == pytest.approx(data["mean"])
+    assert tuple(config["std"]) == pytest.approx(data["std"])
+
+
+@pytest.mark.parametrize("which, data", [("resnet", RESNET_DATA), ("senet", SENET_DATA)])
+def test_each_model_transforms_with_its_own_preprocessing(tiny_registry, resnet_name, senet_name, photo, which, data):
+    loaded = tiny_registry.get(resnet_name if which == "resnet" else senet_name)
+    tensor = loaded.transform(photo)
+    assert tuple(tensor.shape) == data["input_size"]
+    assert torch.allclose(tensor, reference_transform(data)(photo), atol=1e-6)
+
+
+def test_normalisation_is_per_model(tiny_registry, resnet_name, senet_name):
+    grey = Image.new("RGB", (120, 100), (128, 128, 128))
+    for name, data in ((resnet_name, RESNET_DATA), (senet_name, SENET_DATA)):
+        tensor = tiny_registry.get(name).transform(grey)
+        expected = [(128 / 255 - m) / s for m, s in zip(data["mean"], data["std"])]
+        assert tensor.mean(dim=(1, 2)).tolist() == pytest.approx(expected, abs=1e-5)
+
+
+def test_loaded_models_are_ready_for_inference(tiny_registry, resnet_name, senet_name):
+    for name in (resnet_name, senet_name):
+        loaded = tiny_registry.get(name)
+        assert not loaded.model.training
+        assert not any(p.requires_grad for p in loaded.model.parameters())
+        assert loaded.num_classes == len(LABELS) == loaded.model.num_classes
+        assert loaded.key.startswith(f"{name}@") and loaded.key.endswith(loaded.weights.identity)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def test_registry_loads_each_model_once(tmp_path, tiny_resnet, monkeypatch):
+    calls = []
+    real_load = models_module.load_model
+
+    def slow_load(spec, weights):
+        calls.append(spec.name)
+        time.sleep(0.2)  # widen the window in which concurrent first requests overlap
+        return real_load(spec, weights)
+
+    monkeypatch.setattr(models_module, "load_model", slow_load)
+    spec = f"resnet50d={tiny_resnet.folder}"
+    registry = ModelRegistry(make_config(tmp_path, [spec]))
+    assert not registry.is_loaded(spec)
+
+    barrier, results = threading.Barrier(4), []
+
+    def first_request():
+        barrier.wait()
+        results.append(registry.get(spec))
+
+    threads = [threading.Thread(target=first_request) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == [spec]
+    assert len(results) == 4 and all(r is results[0] for r in results)
+    assert registry.is_loaded(spec) and registry.get(spec) is results[0]
+    assert calls == [spec]
+
+
+def test_registry_unknown_name(tiny_registry):
+    with pytest.raises(KeyError, match="Unknown model"):
+        tiny_registry.get("no_such_model")
+
+
+def test_registry_keeps_spec_order(tmp_path):
+    specs = ["seresnext101_64x4d.gluon_in1k", "resnet50d=/a", "resnet152d.gluon_in1k"]
+    assert ModelRegistry(make_config(tmp_path, specs)).names == specs
+
+
+# ---------------------------------------------------------------- labels
+
+
+def _folder_with(tmp_path, tiny, config_edit=None, labels_txt=None):
+    folder = tiny.copy_to(tmp_path / "model")
+    if config_edit:
+        config = json.loads((folder / "config.json").read_text())
+        config_edit(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    if labels_txt is not None:
+        (folder / "labels.txt").write_text("\n".join(labels_txt), encoding="utf-8")
+    return folder
+
+
+def _labels(tmp_path, folder):
+    spec = f"resnet50d={folder}"
+    return ModelRegistry(make_config(tmp_path, [spec])).get(spec).labels
+
+
+def test_labels_txt_wins_over_config_names(tmp_path, tiny_resnet):
+    txt = [f"landmark {i}" for i in range(6)]
+    assert _labels(tmp_path, _folder_with(tmp_path, tiny_resnet, labels_txt=txt)) == txt
+
+
+def test_labels_txt_of_the_wrong_length_is_ignored(tmp_path, tiny_resnet):
+    folder = _folder_with(tmp_path, tiny_resnet, labels_txt=["only", "five", "names", "for", "six"])
+    assert _labels(tmp_path, folder) == LABELS
+
+
+def test_label_descriptions_are_shown_for_label_names(tmp_path, tiny_resnet):
+    """timm stores label_descriptions as {label name: description}; the descriptions are displayed."""
+    synsets = [f"q{i:04d}" for i in range(6)]
+    descriptions = {s: f"{label} (landmark)" for s, label in zip(reversed(synsets), reversed(LABELS))}
+
+    def edit(config):
+        config["label_names"] = synsets
+        config["label_descriptions"] = descriptions
+
+    labels = _labels(tmp_path, _folder_with(tmp_path, tiny_resnet, edit))
+    assert labels == [f"{label} (landmark)" for label in LABELS]
+
+
+def test_no_label_information_gives_numbered_classes(tmp_path, tiny_resnet):
+    def edit(config):
+        config.pop("label_names", None)
+        config["pretrained_cfg"].pop("label_names", None)
+
+    assert _labels(tmp_path, _folder_with(tmp_path, tiny_resnet, edit)) == [f"class {i}" for i in range(6)]
+
+
+def test_model_from_config_with_other_preprocessing(tmp_path, tiny_resnet):
+    """The transform follows the weights' config.json, so editing it changes the preprocessing."""
+    def edit(config):
+        config["pretrained_cfg"].update(input_size=[3, 48, 40], crop_pct=0.5, mean=[0, 0, 0], std=[1, 1, 1])
+
+    folder = _folder_with(tmp_path, tiny_resnet, edit)
+    spec = f"resnet50d={folder}"
+    loaded = ModelRegistry(make_config(tmp_path, [spec])).get(spec)
+    tensor = loaded.transform(Image.fromarray(np.full((200, 300, 3), 51, np.uint8)))
+    assert tuple(tensor.shape) == (3, 48, 40)
+    assert torch.allclose(tensor, torch.full_like(tensor, 0.2), atol=1e-6)
+    shutil.rmtree(folder)

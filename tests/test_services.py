@@ -1,0 +1,39 @@
+"""Services.model_status: where each model's weights are, without loading or downloading anything."""
+from __future__ import annotations
+
+import pytest
+
+from helpers import make_config
+from senet_demo.services import Services
+
+MISSING = "seresnext101_64x4d.gluon_in1k"
+
+
+def status_for(tmp_path, specs, **config):
+    services = Services.create(make_config(tmp_path, specs, **config))
+    return services, services.model_status()
+
+
+def test_status_of_present_missing_and_unknown_models(tmp_path, resnet_name):
+    services, status = status_for(tmp_path, [resnet_name, MISSING, "no_such_architecture"])
+    assert list(status) == [resnet_name, MISSING, "no_such_architecture"]
+    assert status[resnet_name] == "ready (local)"
+    assert MISSING in status[MISSING] and f"python -m senet_demo download {MISSING}" in status[MISSING]
+    assert "timm knows no Hub weights for 'no_such_architecture'" in status["no_such_architecture"]
+    assert not any(services.registry.is_loaded(name) for name in status)  # nothing was loaded
+
+
+def test_status_of_a_loaded_model(tiny_services, resnet_name):
+    tiny_services.registry.get(resnet_name)
+    assert tiny_services.model_status()[resnet_name] == "loaded (local)"
+
+
+def test_hub_model_online_downloads_on_first_use(tmp_path):
+    _, status = status_for(tmp_path, [MISSING], offline=False)
+    assert "downloads from the Hugging Face Hub" in status[MISSING]
+
+
+def test_missing_local_source_online_is_reported_as_missing(tmp_path):
+    spec = f"resnet50d={tmp_path / 'nowhere'}"
+    _, status = status_for(tmp_path, [spec], offline=False)
+    assert "does not exist" in status[spec]

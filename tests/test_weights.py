@@ -1,0 +1,295 @@
+"""From a SPEC to weights on disk, and on to a loaded model, for every SPEC form; safe formats only."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from helpers import (
+    HF_HOME,
+    HF_HUB_CACHE,
+    LABELS,
+    make_config,
+    pickle_trap,
+    remove_hf_cache,
+    write_hf_cache,
+)
+from senet_demo.config import ModelSpec, SpecError
+from senet_demo.models import ModelLoadError, ModelRegistry
+from senet_demo.weights import ResolvedWeights, WeightsNotFound, hub_repo_for, local_folder, resolve
+
+RESNET_HUB_REPO = "timm/resnet152d.gluon_in1k"
+SENET_HUB_REPO = "timm/seresnext101_64x4d.gluon_in1k"
+
+
+def load(spec_text: str, root: Path, **config):
+    """Load one SPEC the way the app does: AppConfig -> ModelRegistry.get."""
+    registry = ModelRegistry(make_config(root, [spec_text], **config))
+    return registry.get(registry.names[0])
+
+
+def assert_weights_from(loaded, weights_file: Path) -> None:
+    """Every tensor of the loaded model is the one stored in ``weights_file`` (not a random init)."""
+    stored = load_file(str(weights_file))
+    state = loaded.model.state_dict()
+    assert set(state) == set(stored)
+    for name, tensor in stored.items():
+        assert torch.equal(state[name], tensor), name
+
+
+@pytest.fixture
+def hub_cache_repo():
+    """Repos written into the session's HF cache by a test; removed afterwards."""
+    written = []
+
+    def write(repo_id, model):
+        written.append(repo_id)
+        return write_hf_cache(repo_id, model)
+
+    yield write
+    for repo_id in written:
+        remove_hf_cache(repo_id)
+
+
+def test_hugging_face_hub_is_offline_and_isolated():
+    import huggingface_hub.constants as hf
+
+    assert hf.HF_HUB_OFFLINE is True
+    assert Path(hf.HF_HUB_CACHE).resolve() == HF_HUB_CACHE.resolve()
+    assert Path(hf.HF_HOME).resolve() == HF_HOME.resolve()
+
+
+# ---------------------------------------------------------------- which repo a SPEC means
+
+
+def test_hub_repo_for_each_spec_form():
+    assert hub_repo_for(ModelSpec.parse("resnet152d.gluon_in1k")) == RESNET_HUB_REPO
+    assert hub_repo_for(ModelSpec.parse("seresnext101_64x4d.gluon_in1k")) == SENET_HUB_REPO
+    assert hub_repo_for(ModelSpec.parse("resnet50d=hf-hub:org/name")) == "org/name"
+    assert hub_repo_for(ModelSpec.parse("resnet50d=/some/folder")) is None
+    assert hub_repo_for(ModelSpec.parse("resnet50d=/some/file.safetensors")) is None
+
+
+@pytest.mark.parametrize("arch", ["not_a_timm_model", "resnet50d.no_such_tag"])
+def test_arch_without_hub_weights_is_a_spec_error(arch):
+    with pytest.raises(SpecError, match=arch.split(".")[0]):
+        hub_repo_for(ModelSpec.parse(arch))
+
+
+def test_local_folder_naming(tmp_path):
+    assert local_folder(RESNET_HUB_REPO, tmp_path) == tmp_path / "timm--resnet152d.gluon_in1k"
+
+
+# ---------------------------------------------------------------- (a) ARCH from the repo's weights/ folder
+
+
+def test_arch_from_weights_folder_loads_through_timm_local_dir(tmp_path, tiny_resnet):
+    folder = tiny_resnet.copy_to(tmp_path / "weights" / "timm--resnet152d.gluon_in1k")
+
+    resolved = resolve(ModelSpec.parse("resnet152d.gluon_in1k"), tmp_path / "weights", offline=True)
+    assert resolved == ResolvedWeights(folder, "weights/", RESNET_HUB_REPO)
+
+    loaded = load("resnet152d.gluon_in1k", tmp_path)
+    assert loaded.weights.origin == "weights/"
+    # timm built the model from the folder's config.json (local-dir:), not from the name's defaults.
+    assert loaded.model.pretrained_cfg["source"] == "local-dir"
+    assert Path(loaded.model.pretrained_cfg["file"]) == folder
+    assert len(loaded.model.layer1) == 1 and not hasattr(loaded.model, "layer5")
+    assert_weights_from(loaded, tiny_resnet.weights_file)
+    assert loaded.labels == LABELS
+
+
+def test_weights_folder_is_preferred_over_hf_cache(tmp_path, tiny_resnet, tiny_senet, hub_cache_repo):
+    hub_cache_repo(RESNET_HUB_REPO, tiny_senet)
+    tiny_resnet.copy_to(tmp_path / "weights" / "timm--resnet152d.gluon_in1k")
+    loaded = load("resnet152d.gluon_in1k", tmp_path)
+    assert loaded.weights.origin == "weights/"
+    assert_weights_from(loaded, tiny_resnet.weights_file)
+
+
+def test_incomplete_weights_folder_is_skipped(tmp_path, tiny_senet, hub_cache_repo):
+    folder = tmp_path / "weights" / "timm--resnet152d.gluon_in1k"
+    folder.mkdir(parents=True)
+    shutil.copyfile(tiny_senet.folder / "config.json", folder / "config.json")  # no weights file
+    snapshot = hub_cache_repo(RESNET_HUB_REPO, tiny_senet)
+    resolved = resolve(ModelSpec.parse("resnet152d.gluon_in1k"), tmp_path / "weights", offline=True)
+    assert (resolved.origin, resolved.path) == ("hf-cache", snapshot)
+
+
+# ---------------------------------------------------------------- (b), (c) the Hugging Face cache
+
+
+def test_arch_from_hf_cache(tmp_path, tiny_senet, hub_cache_repo):
+    snapshot = hub_cache_repo(SENET_HUB_REPO, tiny_senet)
+    loaded = load("seresnext101_64x4d.gluon_in1k", tmp_path)
+    assert loaded.weights == ResolvedWeights(snapshot, "hf-cache", SENET_HUB_REPO)
+    assert loaded.model.pretrained_cfg["source"] == "local-dir"
+    assert_weights_from(loaded, tiny_senet.weights_file)
+    assert loaded.labels == LABELS
+
+
+def test_hf_hub_source_from_hf_cache(tmp_path, tiny_resnet, hub_cache_repo):
+    snapshot = hub_cache_repo("someone/landmarks-resnet", tiny_resnet)
+    loaded = load("resnet50d=hf-hub:someone/landmarks-resnet", tmp_path)
+    assert loaded.weights == ResolvedWeights(snapshot, "hf-cache", "someone/landmarks-resnet")
+    assert loaded.name == "resnet50d=hf-hub:someone/landmarks-resnet"
+    assert_weights_from(loaded, tiny_resnet.weights_file)
+    assert loaded.labels == LABELS
+
+
+# ---------------------------------------------------------------- (d), (e) local SOURCEs
+
+
+def test_local_folder_source(tmp_path, tiny_resnet):
+    loaded = load(f"resnet50d={tiny_resnet.folder}", tmp_path)
+    assert loaded.weights == ResolvedWeights(tiny_resnet.folder.resolve(), "local", None)
+    assert_weights_from(loaded, tiny_resnet.weights_file)
+    assert loaded.labels == LABELS
+
+
+def test_safetensors_file_with_config_json_beside_it(tmp_path, tiny_senet):
+    loaded = load(f"seresnext26d_32x4d={tiny_senet.weights_file}", tmp_path)
+    assert loaded.weights == ResolvedWeights(tiny_senet.weights_file.resolve(), "local", None)
+    assert_weights_from(loaded, tiny_senet.weights_file)
+    assert loaded.labels == LABELS  # the config's label_names, 6 classes
+    assert tuple(loaded.data_config["input_size"]) == tiny_senet.data_config["input_size"]
+    assert loaded.data_config["interpolation"] == tiny_senet.data_config["interpolation"]
+
+
+def test_safetensors_file_with_labels_txt_beside_it(tmp_path):
+    """A fine-tuned standard architecture: weights file + labels.txt, no config.json."""
+    import timm
+
+    torch.manual_seed(3)
+    names = ["Notre-Dame", "Louvre", "Sacré-Cœur", "Arc de Triomphe", "Panthéon", "Sainte-Chapelle"]
+    model = timm.create_model("test_resnet", num_classes=len(names)).eval()
+    weights_file = tmp_path / "landmarks" / "paris.safetensors"
+    weights_file.parent.mkdir()
+    save_file(model.state_dict(), str(weights_file))
+    (weights_file.parent / "labels.txt").write_text("\n".join(names) + "\n\n", encoding="utf-8")
+
+    loaded = load(f"test_resnet={weights_file}", tmp_path)
+    assert loaded.num_classes == 6
+    assert loaded.labels == names
+    assert_weights_from(loaded, weights_file)
+    x = torch.randn(1, 3, 64, 64)
+    assert torch.allclose(loaded.model(x), model(x), atol=1e-6)
+
+
+def test_safetensors_file_without_labels_infers_classes_from_the_head(tmp_path):
+    import timm
+
+    model = timm.create_model("test_resnet", num_classes=3)
+    weights_file = tmp_path / "three.safetensors"
+    save_file(model.state_dict(), str(weights_file))
+    loaded = load(f"test_resnet={weights_file}", tmp_path)
+    assert loaded.labels == ["class 0", "class 1", "class 2"]
+
+
+def test_missing_local_source(tmp_path):
+    with pytest.raises(WeightsNotFound, match="does not exist"):
+        resolve(ModelSpec.parse(f"resnet50d={tmp_path / 'nowhere'}"), tmp_path)
+
+
+# ---------------------------------------------------------------- missing weights
+
+
+@pytest.mark.parametrize("text", ["resnet152d.gluon_in1k", "resnet50d=hf-hub:nobody/nothing"])
+def test_offline_without_a_copy_names_the_model_and_the_fix(tmp_path, text):
+    with pytest.raises(WeightsNotFound) as caught:
+        resolve(ModelSpec.parse(text), tmp_path / "weights", offline=True)
+    message = str(caught.value)
+    assert repr(text) in message
+    assert f"python -m senet_demo download {text}" in message
+    assert "--offline" in message
+
+
+def test_registry_reports_missing_weights(tmp_path):
+    registry = ModelRegistry(make_config(tmp_path, ["seresnext101_64x4d.gluon_in1k"]))
+    with pytest.raises(WeightsNotFound, match="python -m senet_demo download"):
+        registry.get("seresnext101_64x4d.gluon_in1k")
+    assert not registry.is_loaded("seresnext101_64x4d.gluon_in1k")
+
+
+def test_failed_download_is_weights_not_found(tmp_path):
+    # Not --offline, but HF_HUB_OFFLINE=1 makes every Hub call fail without touching the network.
+    with pytest.raises(WeightsNotFound, match="Could not download 'resnet50d=hf-hub:nobody/nothing'"):
+        resolve(ModelSpec.parse("resnet50d=hf-hub:nobody/nothing"), tmp_path, offline=False)
+
+
+# ---------------------------------------------------------------- only safetensors; nothing is unpickled
+
+
+def test_the_pickle_trap_is_live(tmp_path):
+    """Control for the tests below: unpickling the trap really does create the marker."""
+    marker = tmp_path / "unpickled"
+    pickle.loads(pickle_trap(tmp_path / "trap.pkl", marker).read_bytes())
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("filename", ["model.pth", "pytorch_model.bin", "checkpoint.pt", "weights.ckpt", "model.pkl"])
+def test_pickled_checkpoint_file_is_refused_unopened(tmp_path, filename):
+    marker = tmp_path / "unpickled"
+    trap = pickle_trap(tmp_path / filename, marker)
+    spec = f"resnet50d={trap}"
+    with pytest.raises(WeightsNotFound, match="never loaded"):
+        resolve(ModelSpec.parse(spec), tmp_path)
+    with pytest.raises(WeightsNotFound):
+        ModelRegistry(make_config(tmp_path, [spec])).get(spec)
+    assert not marker.exists()
+
+
+def test_folder_with_only_pickled_weights_is_refused(tmp_path, tiny_resnet):
+    marker = tmp_path / "unpickled"
+    folder = tmp_path / "old-style"
+    folder.mkdir()
+    shutil.copyfile(tiny_resnet.folder / "config.json", folder / "config.json")
+    pickle_trap(folder / "pytorch_model.bin", marker)
+    pickle_trap(folder / "model.pth", marker)
+    spec = f"resnet50d={folder}"
+    with pytest.raises(WeightsNotFound, match="model.safetensors"):
+        ModelRegistry(make_config(tmp_path, [spec])).get(spec)
+    assert not marker.exists()
+
+
+def test_folder_with_safetensors_ignores_pickles_beside_it(tmp_path, tiny_resnet):
+    marker = tmp_path / "unpickled"
+    folder = tiny_resnet.copy_to(tmp_path / "mixed")
+    pickle_trap(folder / "pytorch_model.bin", marker)
+    pickle_trap(folder / "model.pth", marker)
+    loaded = load(f"resnet50d={folder}", tmp_path)
+    assert_weights_from(loaded, tiny_resnet.weights_file)
+    assert not marker.exists()
+
+
+def test_pickle_disguised_as_safetensors_is_not_unpickled(tmp_path, tiny_resnet):
+    marker = tmp_path / "unpickled"
+    fake = pickle_trap(tmp_path / "model.safetensors", marker)
+    shutil.copyfile(tiny_resnet.folder / "config.json", tmp_path / "config.json")
+    with pytest.raises(ModelLoadError, match="do not load"):
+        load(f"resnet50d={fake}", tmp_path)
+    with pytest.raises(ModelLoadError):
+        load(f"resnet50d={tmp_path}", tmp_path)  # the same file as a folder's model.safetensors
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------- identity (keys of caches that outlive the process)
+
+
+def test_weights_identity_follows_the_file_content(tmp_path, tiny_resnet, tiny_senet):
+    copy = tiny_resnet.copy_to(tmp_path / "copy")
+    same = ResolvedWeights(copy, "local", None).identity
+    assert same == ResolvedWeights(tiny_resnet.folder, "local", None).identity
+    assert same == ResolvedWeights(tiny_resnet.weights_file, "local", None).identity
+    assert same != ResolvedWeights(tiny_senet.folder, "local", None).identity
+    with open(copy / "model.safetensors", "r+b") as f:  # change the last byte
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+        f.seek(-1, os.SEEK_END)
+        f.write(bytes([last[0] ^ 0xFF]))
+    assert ResolvedWeights(copy, "local", None).identity != same
