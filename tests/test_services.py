@@ -1,7 +1,6 @@
 """Services.model_status: where each model's weights are, without loading or downloading anything."""
 from __future__ import annotations
 
-import pytest
 
 from helpers import make_config
 from senet_demo.services import Services
