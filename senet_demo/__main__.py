@@ -193,11 +193,11 @@ def _explain(args) -> int:
     args.models = [args.model]
     services = _services(args)
     name = services.registry.names[0]
-    outputs = services.engine.run(name, load_image(args.image, services.config.limits))
-    blocks = services.engine.se_blocks(name)
-    if not blocks:
+    if not services.registry.se_blocks(name):  # judged from the structure alone: nothing is loaded
         print(f"{name} has no Squeeze-and-Excitation blocks; there is nothing to explain.", file=sys.stderr)
         return 1
+    outputs = services.engine.run(name, load_image(args.image, services.config.limits))
+    blocks = services.engine.se_blocks(name)
     rows = [
         {"name": b.name, "path": b.path, "channels": b.channels, "reduction": b.reduction,
          "excitation": [round(float(v), 6) for v in outputs.excitations[b.name]]}

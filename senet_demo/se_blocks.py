@@ -57,7 +57,13 @@ def se_parts(module: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module] | None
         return None
     for reduce_name, expand_name in _LAYER_PAIRS:
         reduce, expand = getattr(module, reduce_name, None), getattr(module, expand_name, None)
-        if isinstance(reduce, (nn.Conv2d, nn.Linear)) and isinstance(expand, (nn.Conv2d, nn.Linear)):
+        if (
+            isinstance(reduce, (nn.Conv2d, nn.Linear))
+            and isinstance(expand, (nn.Conv2d, nn.Linear))
+            # C -> C/r -> C: rules out look-alikes such as gMLP's GatedMlp (fc1, gate, fc2: C -> 6C, 3C -> C)
+            and _in_features(reduce) == _out_features(expand)
+            and _out_features(reduce) == _in_features(expand)
+        ):
             return reduce, expand, gate
     return None
 
@@ -68,8 +74,7 @@ def find_se_blocks(model: nn.Module) -> list[SEBlock]:
     stage_numbers: dict[str, int] = {}
     blocks = []
     for path, module, (reduce, expand, _) in found:
-        block_path, _, _ = path.rpartition(".")
-        stage_path, _, block_key = block_path.rpartition(".")
+        stage_path, block_key = _stage_and_block(path)
         stage = stage_numbers.setdefault(stage_path, len(stage_numbers) + 2)  # the paper's stages start at conv2_x
         stage_module = model.get_submodule(stage_path) if stage_path else model
         block = [name for name, _ in stage_module.named_children()].index(block_key) + 1
@@ -87,8 +92,26 @@ def find_se_blocks(model: nn.Module) -> list[SEBlock]:
     return blocks
 
 
+def _stage_and_block(path: str) -> tuple[str, str]:
+    """(stage path, block key) of the SE module at ``path``.
+
+    The block is the SE module's deepest ancestor held by index in a container
+    (``layer1.2`` in ``layer1.2.se``, ``blocks.0.0`` in ``blocks.0.0.se``,
+    ``stages.0.blocks.1`` in MaxViT's ``stages.0.blocks.1.conv.se``); where blocks
+    are named rather than indexed (RegNet's ``s1.b1.se``) it is the SE module's parent.
+    """
+    parts = path.split(".")
+    indexed = [i for i, part in enumerate(parts[:-1]) if part.isdigit()]
+    block = indexed[-1] if indexed else len(parts) - 2
+    return ".".join(parts[:block]), parts[block]
+
+
 def _out_features(layer: nn.Module) -> int:
     return layer.out_channels if isinstance(layer, nn.Conv2d) else layer.out_features
+
+
+def _in_features(layer: nn.Module) -> int:
+    return layer.in_channels if isinstance(layer, nn.Conv2d) else layer.in_features
 
 
 def gate_of(model: nn.Module, block: SEBlock) -> nn.Module:

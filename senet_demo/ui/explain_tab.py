@@ -116,6 +116,8 @@ def build(services: Services) -> None:
         if not items:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
         outputs = services.features.outputs(model, items, progress=lambda f, d: progress(f, desc=d))
+        if len(outputs) != len(items):  # undecodable images were skipped: keep the labels of the others only
+            items = [item for item in items if services.features.outputs(model, [item])]
         chosen = ex.figure6_blocks(engine.se_blocks(model))
         means = ex.category_means([o.excitations for o in outputs], [i.label for i in items],
                                   [b.name for b in chosen])
