@@ -108,7 +108,7 @@ def build(services: Services) -> None:
                 plots.depth_profile(profile, blocks, [name for name, _ in series]), tiles)
 
     @user_errors
-    def on_figure6(model, sample50, progress=gr.Progress()):
+    def on_figure6(model, sample50, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
             raise gr.Error(NO_SE_TEXT.format(name=model))
