@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
@@ -97,7 +98,21 @@ class FeatureStore:
         items: list[GalleryItem],
         progress: Callable[[float, str], None] | None = None,
     ) -> list[Outputs]:
-        """Outputs for every item, computing (batched) and storing only the missing ones."""
+        """Outputs of the items whose images decode, in order; undecodable ones are left out (logged).
+
+        The list is shorter than ``items`` when an image does not decode: to pair outputs with their
+        items, use ``outputs_by_digest``.
+        """
+        found = self.outputs_by_digest(model_name, items, progress)
+        return [found[item.digest] for item in items if item.digest in found]
+
+    def outputs_by_digest(
+        self,
+        model_name: str,
+        items: list[GalleryItem],
+        progress: Callable[[float, str], None] | None = None,
+    ) -> dict[str, Outputs]:
+        """Outputs by file digest for every decodable item, computing (batched) and storing only the missing ones."""
         key = self.engine.registry.get(model_name).key
         folder = self.cache_dir / _safe_name(key)
         kept = self.kept_excitations(model_name)
@@ -128,18 +143,28 @@ class FeatureStore:
                 results[item.digest] = self._memory.setdefault((key, item.digest), out)
         if progress and missing:
             progress(1.0, "Gallery features ready")
-        return [results[item.digest] for item in items if item.digest in results]
+        return results
 
 
-def _safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._@-]+", "_", text)[:150]
+def _safe_name(text: str, limit: int = 150) -> str:
+    """A folder name for ``text``; a long one keeps its start and ends with a hash of the whole text.
+
+    (Cutting it short instead would drop the weights identity at the end of a model key, so two
+    different weights at the same long path would share -- and be served -- each other's features.)
+    """
+    name = re.sub(r"[^A-Za-z0-9._@-]+", "_", text)
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 33]}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
 def _write(path: Path, out: Outputs) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"probs": out.probs, "log_probs": out.log_probs, "embedding": out.embedding}
     arrays.update({f"se:{name}": vector for name, vector in out.excitations.items()})
-    tmp = path.with_suffix(".tmp.npz")
+    # A name per writer: two requests may store the same entry at once, and with one shared name the
+    # first to finish would move the other's half-written file into place (or away from under it).
+    tmp = path.with_name(f"{path.stem}.{secrets.token_hex(8)}.tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)  # atomic: a crash never leaves a half-written entry
 

@@ -95,6 +95,9 @@ def leave_one_out(vectors: np.ndarray, labels: Sequence[str]) -> RetrievalQualit
     vectors = l2_normalize(vectors)
     labels = np.asarray(labels)
     n = len(labels)
+    if n < 2 or len(vectors) != n:
+        raise ValueError(f"Leave-one-out needs at least two images, one label each ({len(vectors)} vectors, "
+                         f"{n} labels).")
     similarity = vectors @ vectors.T
     np.fill_diagonal(similarity, -np.inf)
     ranking = np.argsort(-similarity, axis=1, kind="stable")[:, : n - 1]  # (N, N-1), self excluded

@@ -40,18 +40,12 @@ class GallerySearch:
         self._indexes = LRUCache(cache_entries)
 
     def gallery_matrix(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> np.ndarray:
-        store = self.services.features
-        outputs = {name: store.outputs(name, items, progress) for name in self._members(feature)}
-        return feature_matrix(outputs, feature, self.weights)
+        """Feature rows of the items whose images decode, in order (undecodable files are skipped)."""
+        return self._prepare(items, feature, progress)[1]
 
     def index(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> CosineIndex:
-        digest = hashlib.sha256("".join(i.digest for i in items).encode()).hexdigest()
-        key = (feature, tuple(self.services.registry.names), digest)
-        index = self._indexes.get(key)
-        if index is None:
-            index = CosineIndex(self.gallery_matrix(items, feature, progress))
-            self._indexes.put(key, index)
-        return index
+        """The index over the items whose images decode, in order."""
+        return self._indexed(items, feature, progress)[1]
 
     def query_vector(self, image: Image.Image, feature: str) -> np.ndarray:
         engine = self.services.engine
@@ -62,12 +56,44 @@ class GallerySearch:
                progress: Progress | None = None) -> list[Hit]:
         if not items:
             raise ValueError("The gallery is empty: add images or start the app with --gallery DIR.")
-        index = self.index(items, feature, progress)
+        usable, index = self._indexed(items, feature, progress)
         scores, indices = index.search(self.query_vector(image, feature), k)
-        return [Hit(items[i], float(s)) for s, i in zip(scores[0], indices[0]) if i >= 0]
+        return [Hit(usable[i], float(s)) for s, i in zip(scores[0], indices[0]) if i >= 0]
 
     def evaluate(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> RetrievalQuality:
-        return leave_one_out(self.gallery_matrix(items, feature, progress), [i.label for i in items])
+        rows, matrix = self._prepare(items, feature, progress)
+        return leave_one_out(matrix, [items[i].label for i in rows])
+
+    def _indexed(self, items: list[GalleryItem], feature: str,
+                 progress: Progress | None) -> tuple[list[GalleryItem], CosineIndex]:
+        """The items that are indexed (those whose image decodes) and the index, whose row i is item i."""
+        digest = hashlib.sha256("".join(i.digest for i in items).encode()).hexdigest()
+        key = (feature, tuple(self.services.registry.names), digest)
+        entry = self._indexes.get(key)
+        if entry is None:
+            rows, matrix = self._prepare(items, feature, progress)
+            entry = (rows, CosineIndex(matrix))
+            self._indexes.put(key, entry)
+        rows, index = entry  # positions, not items: another caller's items may share the files but not the paths
+        return [items[i] for i in rows], index
+
+    def _prepare(self, items: list[GalleryItem], feature: str,
+                 progress: Progress | None) -> tuple[list[int], np.ndarray]:
+        """Positions in ``items`` of the images that decode (others are skipped and logged), and their rows.
+
+        Pairing outputs with items by digest keeps row j with item ``items[rows[j]]`` when one is skipped.
+        """
+        store = self.services.features
+        found = {name: store.outputs_by_digest(name, items, progress) for name in self._members(feature)}
+        rows = [i for i, item in enumerate(items) if all(item.digest in outputs for outputs in found.values())]
+        if not rows:
+            raise ValueError("None of the gallery images could be decoded.")
+        outputs = {name: [by_digest[items[i].digest] for i in rows] for name, by_digest in found.items()}
+        return rows, feature_matrix(outputs, feature, self.weights)
 
     def _members(self, feature: str) -> list[str]:
-        return self.services.registry.names if feature in (ENSEMBLE, LOGSOFTMAX) else [feature]
+        if feature in (ENSEMBLE, LOGSOFTMAX):
+            return self.services.registry.names
+        if feature in self.services.registry.all_names:
+            return [feature]
+        raise ValueError(f"Unknown feature {feature!r}; choose one of: {', '.join(feature_choices(self.services))}.")

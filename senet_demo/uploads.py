@@ -9,6 +9,7 @@ visitor can reach and that is deleted when the session ends.
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
 import tempfile
 import zipfile
@@ -31,7 +32,9 @@ SESSIONS_ROOT = Path(tempfile.gettempdir()) / "senet-explorer-sessions"
 def new_session_dir() -> Path:
     """A fresh folder with an unguessable name, for one visitor's uploads."""
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="session-", dir=SESSIONS_ROOT))
+    # 128 bits from the OS's CSPRNG: the app serves files under SESSIONS_ROOT to anyone who names
+    # their path, so the name is the only secret (mkdtemp's own suffix is 8 characters from random.Random).
+    return Path(tempfile.mkdtemp(prefix=f"session-{secrets.token_hex(16)}-", dir=SESSIONS_ROOT))
 
 
 def remove_session_dir(path: Path | str | None) -> None:
@@ -51,11 +54,15 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
     default_label = safe_name(label or DEFAULT_LABEL, DEFAULT_LABEL)
     candidates: list[tuple[str, str, bytes]] = []  # (label, file name, bytes)
     total = 0
+    items, messages = [], []
     for file in files:
         path = Path(file)
         if zipfile.is_zipfile(path):
-            entries = _zip_entries(path, default_label, limits)
+            entries, skipped = _zip_entries(path, default_label, limits)
+            messages += [f"Skipped {name}: not an image file." for name in skipped]
         else:
+            if total + path.stat().st_size > limits.max_upload_total_bytes:  # before reading it into memory
+                raise UploadError(_too_large(limits))
             entries = [(default_label, path.name, path.read_bytes())]
         for entry in entries:
             total += len(entry[2])
@@ -63,9 +70,8 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         if len(candidates) > limits.max_upload_files:
             raise UploadError(f"Too many files: at most {limits.max_upload_files} images per upload.")
         if total > limits.max_upload_total_bytes:
-            raise UploadError(f"The upload is too large: at most {limits.max_upload_total_bytes // 2**20} MB in all.")
+            raise UploadError(_too_large(limits))
 
-    items, messages = [], []
     for entry_label, name, data in candidates:
         try:
             load_image(data, limits)
@@ -81,15 +87,30 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
     return items, messages
 
 
-def _zip_entries(path: Path, default_label: str, limits: Limits) -> list[tuple[str, str, bytes]]:
+def _too_large(limits: Limits) -> str:
+    return f"The upload is too large: at most {limits.max_upload_total_bytes // 2**20} MB in all."
+
+
+def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    """(label, file name, bytes) of the zip's images, and the names of the other files (skipped)."""
+    try:
+        return _read_zip(path, default_label, limits)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as err:
+        # a corrupt member (bad CRC, truncated data) or an unsupported compression method
+        raise UploadError(f"The zip could not be read ({err}).") from err
+
+
+def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     with zipfile.ZipFile(path) as archive:
         infos = [info for info in archive.infolist() if not info.is_dir()]
         for info in infos:
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
             if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
                 raise UploadError(f"The zip was rejected: entry {info.filename!r} points outside the archive.")
-        infos = [i for i in infos if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES
-                 and not PurePosixPath(i.filename).name.startswith(".")]
+        infos = [i for i in infos if not _hidden(i.filename)]  # .DS_Store, ._photo.jpg, __MACOSX/: skipped silently
+        skipped = [PurePosixPath(i.filename).name for i in infos
+                   if Path(i.filename).suffix.lower() not in IMAGE_SUFFIXES]
+        infos = [i for i in infos if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES]
         if len(infos) > limits.max_upload_files:
             raise UploadError(f"Too many files in the zip: at most {limits.max_upload_files} images.")
         if sum(i.file_size for i in infos) > limits.max_upload_total_bytes:
@@ -103,7 +124,12 @@ def _zip_entries(path: Path, default_label: str, limits: Limits) -> list[tuple[s
             parts = PurePosixPath(info.filename).parts
             label = parts[-2] if len(parts) >= 2 else default_label
             entries.append((label, parts[-1], data))
-        return entries
+        return entries, skipped
+
+
+def _hidden(filename: str) -> bool:
+    parts = PurePosixPath(filename).parts
+    return not parts or parts[-1].startswith(".") or parts[0] == "__MACOSX"
 
 
 def _unique(path: Path) -> Path:

@@ -1,0 +1,277 @@
+"""Visitor uploads: per-session isolation, zip safety, limits, labels and names."""
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from retrieval_helpers import (
+    export_tiny_resnet,
+    image_bytes,
+    make_gallery,
+    make_zip,
+    no_progress,
+    picture,
+    retrieve_handlers,
+    services_for,
+    spec_for,
+)
+
+from senet_demo import uploads
+from senet_demo.config import Limits
+from senet_demo.uploads import SESSIONS_ROOT, UploadError, ingest, new_session_dir, remove_session_dir
+
+SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def files_under(root) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def write_images(folder, names, first_seed=0) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(names):
+        path = folder / name
+        path.write_bytes(image_bytes(picture(first_seed + i), "PNG" if name.lower().endswith(".png") else "JPEG"))
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def session(tmp_path):
+    folder = tmp_path / "outside" / "session"
+    folder.mkdir(parents=True)
+    return folder
+
+
+# --- session folders -----------------------------------------------------------------------------------------
+
+
+def test_two_sessions_keep_their_uploads_apart(tmp_path):
+    alpha_src = write_images(tmp_path / "a", ["cat.jpg"], 0)
+    beta_src = write_images(tmp_path / "b", ["dog.jpg", "owl.png"], 10)
+    a, b = new_session_dir(), new_session_dir()
+    try:
+        items_a, _ = ingest(alpha_src, a, "alpha")
+        items_b, _ = ingest(beta_src, b, "beta")
+        assert files_under(a) == {"alpha/cat.jpg"}
+        assert files_under(b) == {"beta/dog.jpg", "beta/owl.png"}
+        assert all(item.path.parent.parent == a for item in items_a)
+        assert all(item.path.parent.parent == b for item in items_b)
+        assert {item.digest for item in items_a}.isdisjoint(item.digest for item in items_b)
+        # the stored bytes are the uploaded ones, and the digest is theirs
+        assert items_a[0].digest == hashlib.sha256(alpha_src[0].read_bytes()).hexdigest()
+        assert items_a[0].path.read_bytes() == alpha_src[0].read_bytes()
+    finally:
+        remove_session_dir(a)
+        remove_session_dir(b)
+
+
+def test_session_dirs_are_private_unguessable_and_removable(tmp_path):
+    dirs = [new_session_dir() for _ in range(20)]
+    try:
+        assert len(set(dirs)) == 20
+        for folder in dirs:
+            assert folder.is_dir() and folder.parent.resolve() == SESSIONS_ROOT.resolve()
+            assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0  # other local users cannot list it
+            # The app serves any file under SESSIONS_ROOT to whoever names its path: the folder name is the
+            # secret. Require >= 128 bits: 32 characters of at least 4 bits each after the fixed prefix
+            # (tempfile's own suffix is 8 characters, about 41 bits).
+            random_part = folder.name.removeprefix("session-")
+            assert len(random_part) >= 32
+        assert len({d.name[:20] for d in dirs}) == 20  # the leading characters are random, not a counter
+        write_images(dirs[0] / "label", ["x.jpg"])
+    finally:
+        for folder in dirs:
+            remove_session_dir(folder)
+    assert not any(folder.exists() for folder in dirs)
+    remove_session_dir(None)  # nothing to remove: no error
+
+
+# --- untrusted zips -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("evil", ["../evil.jpg", "../../evil.jpg", "ok/../../evil.jpg", "..\\evil.jpg",
+                                  "C:/evil.jpg", "ABSOLUTE"])
+def test_zip_entries_pointing_outside_reject_the_whole_zip(tmp_path, session, evil):
+    target = tmp_path / "abs" / "evil.jpg"
+    name = str(target) if evil == "ABSOLUTE" else evil
+    assert name.startswith("/") or ".." in name or ":" in name
+    archive = make_zip(tmp_path / "upload.zip", {"good/fine.jpg": image_bytes(picture(1)),
+                                                 name: image_bytes(picture(2))})
+    with pytest.raises(UploadError, match="rejected"):
+        ingest([archive], session)
+    assert files_under(session) == set()  # not even the good image: the zip is refused as a whole
+    assert not target.exists()
+    assert [p for p in tmp_path.rglob("*evil*")] == []  # the parents of the session dir included
+
+
+def test_a_corrupt_zip_is_an_upload_error(tmp_path, session):
+    data = image_bytes(picture(3))
+    archive = make_zip(tmp_path / "upload.zip", {"cats/a.jpg": data})
+    raw = bytearray(archive.read_bytes())
+    at = raw.index(data[100:116])
+    raw[at:at + 16] = bytes(16)  # damage the member's bytes: its CRC no longer matches
+    archive.write_bytes(bytes(raw))
+    assert zipfile.is_zipfile(archive)
+    with pytest.raises(UploadError):
+        ingest([archive], session)
+    assert files_under(session) == set()
+
+
+def test_non_images_are_skipped_with_a_message(tmp_path, session):
+    archive = make_zip(tmp_path / "upload.zip", {
+        "cats/a.jpg": image_bytes(picture(1)),
+        "cats/fake.jpg": b"plain text with an image suffix",
+        "notes.txt": b"not an image at all",
+        ".DS_Store": b"\x00\x00\x00\x01Bud1",
+        "__MACOSX/cats/._a.jpg": b"\x00\x05\x16\x07 resource fork",
+    })
+    readme = tmp_path / "readme.txt"
+    readme.write_text("a loose non-image")
+    loose_fake = tmp_path / "loose.png"
+    loose_fake.write_bytes(b"not a PNG")
+    photo = write_images(tmp_path / "src", ["photo.png"], 7)[0]
+
+    items, messages = ingest([archive, readme, loose_fake, photo], session)
+    assert sorted(item.id for item in items) == ["cats/a.jpg", "uploaded/photo.png"]
+    assert files_under(session) == {"cats/a.jpg", "uploaded/photo.png"}
+    assert messages[0].startswith("Added 2 image(s)")
+    for skipped in ("fake.jpg", "notes.txt", "readme.txt", "loose.png"):
+        assert sum(skipped in m and m.startswith("Skipped") for m in messages) == 1, (skipped, messages)
+    assert not any("DS_Store" in m or "._a.jpg" in m for m in messages)  # OS litter is dropped quietly
+
+
+# --- limits ---------------------------------------------------------------------------------------------------
+
+
+def test_too_many_files_are_refused(tmp_path, session):
+    limits = Limits(max_upload_files=2)
+    loose = write_images(tmp_path / "src", ["a.jpg", "b.jpg", "c.jpg"])
+    with pytest.raises(UploadError, match="[Tt]oo many"):
+        ingest(loose, session, limits=limits)
+    archive = make_zip(tmp_path / "three.zip", {p.name: p.read_bytes() for p in loose})
+    with pytest.raises(UploadError, match="[Tt]oo many"):
+        ingest([archive], session, limits=limits)
+    assert files_under(session) == set()
+    items, _ = ingest(loose[:2], session, limits=limits)  # at the limit: accepted
+    assert len(items) == 2
+
+
+def test_too_many_bytes_are_refused(tmp_path, session):
+    loose = write_images(tmp_path / "src", ["a.jpg", "b.jpg"])
+    sizes = [p.stat().st_size for p in loose]
+    limits = Limits(max_upload_total_bytes=sum(sizes) - 1)
+    with pytest.raises(UploadError, match="too large"):
+        ingest(loose, session, limits=limits)
+    archive = make_zip(tmp_path / "two.zip", {p.name: p.read_bytes() for p in loose})
+    with pytest.raises(UploadError):
+        ingest([archive], session, limits=limits)
+    assert files_under(session) == set()
+    items, _ = ingest(loose, session, limits=Limits(max_upload_total_bytes=sum(sizes)))
+    assert len(items) == 2
+
+
+def test_one_oversized_image(tmp_path, session):
+    big, small = write_images(tmp_path / "src", ["big.png", "small.jpg"])
+    limits = Limits(max_image_bytes=big.stat().st_size - 1)
+    assert small.stat().st_size <= limits.max_image_bytes
+    # in a zip the member is read with a cap, and the upload is refused
+    with pytest.raises(UploadError, match="big.png"):
+        ingest([make_zip(tmp_path / "u.zip", {"big.png": big.read_bytes()})], session, limits=limits)
+    # as a loose file it is skipped with the reason; the others still go in
+    items, messages = ingest([big, small], session, limits=limits)
+    assert [item.path.name for item in items] == ["small.jpg"]
+    assert any(m.startswith("Skipped big.png") for m in messages)
+
+
+# --- labels and names ----------------------------------------------------------------------------------------
+
+
+def test_zip_folders_become_labels(tmp_path, session):
+    archive = make_zip(tmp_path / "upload.zip", {
+        "cats/a.jpg": image_bytes(picture(1)),
+        "dogs/b.png": image_bytes(picture(2), "PNG"),
+        "top.jpg": image_bytes(picture(3)),
+        "holiday/birds/c.jpg": image_bytes(picture(4)),
+        "we ird$%label/d.jpg": image_bytes(picture(5)),
+    })
+    items, _ = ingest([archive], session, label="mine")
+    labels = {item.path.name: item.label for item in items}
+    assert labels == {"a.jpg": "cats", "b.png": "dogs", "top.jpg": "mine", "c.jpg": "birds", "d.jpg": "we_ird_label"}
+    for item in items:
+        assert item.path.parent == session / item.label
+
+
+def test_names_and_labels_are_sanitised(tmp_path, session):
+    src = tmp_path / "src"
+    nasty = write_images(src, ["my photo;rm -rf ~ (1).JPG", "$(reboot)`id`.png"])
+    items, _ = ingest(nasty, session, label="../../etc/pass wd")
+    assert len(items) == 2
+    for item in items:
+        relative = item.path.relative_to(session)  # raises if it escaped
+        assert len(relative.parts) == 2 and all(SAFE.match(part) for part in relative.parts), relative
+        assert item.label == relative.parts[0] == "etc_pass_wd"
+    assert sorted(files_under(session)) == sorted(item.path.relative_to(session).as_posix() for item in items)
+
+
+def test_same_name_twice_keeps_both(tmp_path, session):
+    first = write_images(tmp_path / "one", ["cat.jpg"], 1)[0]
+    second = write_images(tmp_path / "two", ["cat.jpg"], 2)[0]
+    items, _ = ingest([first, second], session)
+    assert len({item.path for item in items}) == 2
+    assert [item.path.read_bytes() for item in items] == [first.read_bytes(), second.read_bytes()]
+
+
+# --- through the Retrieve tab's handlers ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tab")
+    model = export_tiny_resnet(root / "model", 0)
+    gallery = make_gallery(root / "gallery", {"cat": 2, "dog": 2})
+    services = services_for(spec_for(model), root, gallery)
+    return services, retrieve_handlers(services)
+
+
+def test_one_sessions_upload_never_appears_in_anothers_results(tmp_path, tab):
+    services, handlers = tab
+    secret, other = write_images(tmp_path / "src", ["secret.png", "other.png"], 50)
+    state_a, note_a = handlers["on_upload"]([str(secret)], "secret", None)
+    state_b, _ = handlers["on_upload"]([str(other)], "other", None)
+    try:
+        assert "Added 1 image(s)" in note_a and state_a["dir"] != state_b["dir"]
+        gallery_size = len(services.gallery())
+
+        results_a, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state_a, progress=no_progress)
+        assert len(results_a) == gallery_size + 1
+        path, caption = results_a[0]
+        assert caption.startswith("secret · 1.000") and path.startswith(state_a["dir"])
+
+        for state in (state_b, None):  # another visitor, and a visitor without uploads
+            results, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state, progress=no_progress)
+            assert len(results) == gallery_size + (1 if state else 0)
+            assert not any(p.startswith(state_a["dir"]) or c.startswith("secret") for p, c in results)
+
+        folder_a = Path(state_a["dir"])
+        state_a, _ = handlers["on_clear"](state_a)
+        assert state_a is None and not folder_a.exists()
+    finally:
+        remove_session_dir(state_a["dir"] if state_a else None)
+        remove_session_dir(state_b["dir"])
+
+
+def test_a_refused_first_upload_leaves_no_session_folder(tmp_path, tab, monkeypatch):
+    _, handlers = tab
+    root = tmp_path / "sessions"
+    monkeypatch.setattr(uploads, "SESSIONS_ROOT", root)
+    archive = make_zip(tmp_path / "evil.zip", {"../evil.jpg": image_bytes(picture(1))})
+    with pytest.raises(gr.Error, match="rejected"):
+        handlers["on_upload"]([str(archive)], "x", None)
+    assert list(root.iterdir()) == []
