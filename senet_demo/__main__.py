@@ -136,13 +136,18 @@ def _progress(fraction: float, message: str) -> None:
 
 def _gallery_search(args):
     from .gallery import resolve_source, scan
-    from .search import GallerySearch
+    from .search import GallerySearch, feature_choices
 
     services = _services(args)
-    items = scan(resolve_source(args.gallery, offline=args.offline))
+    root = resolve_source(args.gallery, offline=args.offline)
+    items = scan(root)
     if not items:
         raise SystemExit(f"No images found under {args.gallery}/<label>/.")
-    return services, items, GallerySearch(services)
+    choices = feature_choices(services)
+    for feature in getattr(args, "features", None) or [getattr(args, "feature", choices[0])]:
+        if feature not in choices:
+            raise SystemExit(f"Unknown feature {feature!r}; choose one of: {', '.join(choices)}.")
+    return services, root, items, GallerySearch(services)
 
 
 def _query_files(sources: list[str]) -> list[Path]:
@@ -160,10 +165,14 @@ def _query_files(sources: list[str]) -> list[Path]:
 def _retrieve(args) -> int:
     from .images import ImageError, load_image
 
-    services, items, searcher = _gallery_search(args)
-    root = Path(args.gallery)
+    services, root, items, searcher = _gallery_search(args)
     results, failed = {}, False
     for path in _query_files(args.queries):
+        if path.stem in results:
+            print(f"{path}: a query named {path.stem!r} was already ranked; ids are file stems, skipping it",
+                  file=sys.stderr)
+            failed = True
+            continue
         try:
             hits = searcher.search(load_image(path, services.config.limits), items, args.feature, args.top,
                                    progress=_progress)
@@ -180,7 +189,7 @@ def _retrieve(args) -> int:
 def _evaluate(args) -> int:
     from .search import feature_choices
 
-    services, items, searcher = _gallery_search(args)
+    services, _, items, searcher = _gallery_search(args)
     features = args.features or feature_choices(services)
     report = {feature: searcher.evaluate(items, feature, progress=_progress).as_dict() for feature in features}
     print(json.dumps(report, indent=2))

@@ -18,7 +18,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .engine import Engine, Outputs
+from .engine import Engine, LRUCache, Outputs
 from .excitation import figure6_blocks
 from .images import ImageError, load_image
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 BATCH_SIZE = 16
+MEMORY_ENTRIES = 20_000  # outputs kept in memory; older ones are read back from disk
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class FeatureStore:
     def __init__(self, engine: Engine, cache_dir: Path | None = None):
         self.engine = engine
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-        self._memory: dict[tuple[str, str], Outputs] = {}  # (model key, digest) -> outputs read this run
+        self._memory = LRUCache(MEMORY_ENTRIES)  # (model key, digest) -> outputs read or computed this run
 
     def kept_excitations(self, model_name: str) -> set[str]:
         """Only the Figure-6 blocks are stored: enough for the paper's analysis, small on disk."""
@@ -122,8 +123,9 @@ class FeatureStore:
             stored = self._memory.get((key, item.digest)) or _read(folder / f"{item.digest}.npz", model_name)
             if stored is None:
                 missing.append(item)
-            else:
-                results[item.digest] = self._memory.setdefault((key, item.digest), stored)
+                continue
+            self._memory.put((key, item.digest), stored)
+            results[item.digest] = stored
         for start in range(0, len(missing), BATCH_SIZE):
             batch = missing[start:start + BATCH_SIZE]
             if progress:
@@ -140,7 +142,8 @@ class FeatureStore:
             for item, out in zip(decoded, self.engine.run_batch(model_name, images)):
                 out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept})
                 _write(folder / f"{item.digest}.npz", out)
-                results[item.digest] = self._memory.setdefault((key, item.digest), out)
+                self._memory.put((key, item.digest), out)
+                results[item.digest] = out
         if progress and missing:
             progress(1.0, "Gallery features ready")
         return results

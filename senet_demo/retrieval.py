@@ -9,7 +9,9 @@ faiss HNSW index for large ones. Metrics are leave-one-out P@1, P@5 and mAP.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -47,23 +49,39 @@ def feature_matrix(
 
 
 class CosineIndex:
-    """Top-k by cosine similarity over unit-norm vectors: exact matmul, or faiss HNSW when large."""
+    """Top-k by cosine similarity over unit-norm vectors: exact matmul, or faiss HNSW when large.
 
-    def __init__(self, vectors: np.ndarray, use_faiss: bool | None = None):
-        self.vectors = np.ascontiguousarray(l2_normalize(vectors))
-        self.use_faiss = len(self.vectors) >= FAISS_THRESHOLD if use_faiss is None else use_faiss
-        self._faiss = self._build_faiss() if self.use_faiss else None
+    A faiss index can be saved and loaded (``path``), so a large gallery is indexed once, not at
+    every start.
+    """
 
-    def _build_faiss(self):
+    def __init__(self, vectors: np.ndarray, use_faiss: bool | None = None, path: Path | None = None):
+        vectors = np.ascontiguousarray(l2_normalize(vectors))
+        self.size = len(vectors)
+        self.use_faiss = self.size >= FAISS_THRESHOLD if use_faiss is None else use_faiss
+        self._faiss = self._load_or_build_faiss(vectors, path) if self.use_faiss else None
+        self.vectors = None if self.use_faiss else vectors  # faiss keeps its own copy
+
+    @staticmethod
+    def _load_or_build_faiss(vectors: np.ndarray, path: Path | None):
         import faiss
 
-        index = faiss.IndexHNSWFlat(self.vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        if path is not None and Path(path).is_file():
+            index = faiss.read_index(str(path))
+            if index.ntotal == len(vectors) and index.d == vectors.shape[1]:
+                return index
+        index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 128
-        index.add(self.vectors)
+        index.add(vectors)
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(path).with_suffix(f".{os.getpid()}.tmp")
+            faiss.write_index(index, str(tmp))
+            tmp.replace(path)
         return index
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self.size
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores, indices), each (Q, k), best first."""

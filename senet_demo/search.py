@@ -31,6 +31,10 @@ def feature_choices(services: Services) -> list[str]:
     return [ENSEMBLE, *services.registry.names, LOGSOFTMAX]
 
 
+def _key_digest(key: tuple) -> str:
+    return hashlib.sha256(repr(key).encode()).hexdigest()[:32]
+
+
 class GallerySearch:
     """Indexes of a gallery for each feature choice, built once and kept in a small LRU."""
 
@@ -53,12 +57,22 @@ class GallerySearch:
         return feature_matrix(outputs, feature, self.weights)[0]
 
     def search(self, image: Image.Image, items: list[GalleryItem], feature: str = ENSEMBLE, k: int = 5,
-               progress: Progress | None = None) -> list[Hit]:
-        if not items:
+               progress: Progress | None = None, extra_items: list[GalleryItem] = ()) -> list[Hit]:
+        """Top-``k`` over ``items`` (indexed once, kept) and ``extra_items`` (e.g. one visitor's uploads).
+
+        The two are searched apart and merged, so a visitor's uploads never rebuild the index of a
+        large operator gallery.
+        """
+        if not items and not extra_items:
             raise ValueError("The gallery is empty: add images or start the app with --gallery DIR.")
-        usable, index = self._indexed(items, feature, progress)
-        scores, indices = index.search(self.query_vector(image, feature), k)
-        return [Hit(usable[i], float(s)) for s, i in zip(scores[0], indices[0]) if i >= 0]
+        query = self.query_vector(image, feature)
+        hits = []
+        for group in (items, extra_items):
+            if group:
+                usable, index = self._indexed(group, feature, progress)
+                scores, indices = index.search(query, k)
+                hits += [Hit(usable[i], float(s)) for s, i in zip(scores[0], indices[0]) if i >= 0]
+        return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def evaluate(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> RetrievalQuality:
         rows, matrix = self._prepare(items, feature, progress)
@@ -68,11 +82,13 @@ class GallerySearch:
                  progress: Progress | None) -> tuple[list[GalleryItem], CosineIndex]:
         """The items that are indexed (those whose image decodes) and the index, whose row i is item i."""
         digest = hashlib.sha256("".join(i.digest for i in items).encode()).hexdigest()
-        key = (feature, tuple(self.services.registry.names), digest)
+        models = tuple(self.services.registry.get(name).key for name in self._members(feature))  # weights identity
+        key = (feature, models, tuple(sorted(self.weights.items())), digest)
         entry = self._indexes.get(key)
         if entry is None:
             rows, matrix = self._prepare(items, feature, progress)
-            entry = (rows, CosineIndex(matrix))
+            saved = self.services.features.cache_dir / "indexes" / f"{_key_digest(key)}.faiss"
+            entry = (rows, CosineIndex(matrix, path=saved))
             self._indexes.put(key, entry)
         rows, index = entry  # positions, not items: another caller's items may share the files but not the paths
         return [items[i] for i in rows], index

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from .config import ModelSpec, SpecError
@@ -42,17 +43,15 @@ class ResolvedWeights:
     def weights_file(self) -> Path:
         return self.path / WEIGHTS_FILE if self.is_folder else self.path
 
-    @property
+    @cached_property
     def identity(self) -> str:
-        """A cheap fingerprint of the weights: size plus hashes of both ends of the file."""
+        """Fingerprint of the weights' content: the Hub cache's blob name (already a sha256), or a sha256."""
         file = self.weights_file
-        size = file.stat().st_size
-        digest = hashlib.sha256(str(size).encode())
+        blob = file.resolve().name
+        if file.is_symlink() and len(blob) == 64 and all(c in "0123456789abcdef" for c in blob):
+            return blob[:16]
         with open(file, "rb") as f:
-            digest.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            digest.update(f.read(1 << 20))
-        return digest.hexdigest()[:16]
+            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
 def hub_repo_for(spec: ModelSpec) -> str | None:

@@ -260,3 +260,42 @@ def test_two_writers_of_one_entry_do_not_collide(tmp_path, tiny, gallery, monkey
     restored = gallery_module._read(target, name)
     np.testing.assert_array_equal(restored.embedding, out.embedding)
     assert [p.name for p in target.parent.iterdir()] == [target.name]  # no temporary file left behind
+
+
+def test_extra_items_are_merged_without_rebuilding_the_gallery_index(tmp_path, tiny, gallery):
+    """A visitor's uploads are searched beside the operator gallery; the gallery's index is built once."""
+    services = services_for(spec_for(tiny[0]), tmp_path, gallery)
+    items = scan(gallery)
+    uploads = scan(make_gallery(tmp_path / "uploads", {"mine": 2}, seed=99))
+    searcher = GallerySearch(services)
+    searcher.search(load_image(items[0].path), items, k=3)
+    gallery_index = searcher.index(items, "ensemble")
+
+    hits = searcher.search(load_image(uploads[1].path), items, k=4, extra_items=uploads)
+    assert hits[0].item == uploads[1] and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert {h.item for h in hits} <= set(items) | set(uploads)
+    assert searcher.index(items, "ensemble") is gallery_index  # the same object: not rebuilt
+
+    only_gallery = searcher.search(load_image(uploads[1].path), items, k=4)
+    assert not {h.item for h in only_gallery} & set(uploads)
+
+
+def test_a_large_index_is_saved_and_reloaded_instead_of_rebuilt(tmp_path, monkeypatch):
+    import faiss
+
+    from senet_demo.retrieval import CosineIndex
+
+    vectors = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    path = tmp_path / "indexes" / "g.faiss"
+    first = CosineIndex(vectors, use_faiss=True, path=path)
+    assert path.is_file()
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the saved index should have been loaded")
+
+    monkeypatch.setattr(faiss, "IndexHNSWFlat", no_build)
+    second = CosineIndex(vectors, use_faiss=True, path=path)
+    query = vectors[:5]
+    assert np.array_equal(first.search(query, 3)[1], second.search(query, 3)[1])
+    assert list(second.search(query, 1)[1][:, 0]) == [0, 1, 2, 3, 4]

@@ -293,3 +293,32 @@ def test_weights_identity_follows_the_file_content(tmp_path, tiny_resnet, tiny_s
         f.seek(-1, os.SEEK_END)
         f.write(bytes([last[0] ^ 0xFF]))
     assert ResolvedWeights(copy, "local", None).identity != same
+
+
+def test_weights_identity_follows_the_whole_content(tmp_path, tiny_resnet):
+    """A retrain that changes only middle bytes must not reuse features stored for the old weights."""
+    from senet_demo.weights import ResolvedWeights
+
+    folder = tiny_resnet.copy_to(tmp_path / "a")
+    before = ResolvedWeights(folder, "local", None).identity
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    middle = len(data) // 2
+    data[middle] ^= 0xFF
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    assert ResolvedWeights(folder, "local", None).identity != before
+
+
+def test_weights_identity_in_the_hub_cache_is_the_blob_hash(tmp_path, tiny_resnet):
+    import hashlib
+
+    from senet_demo.weights import ResolvedWeights
+
+    content = tiny_resnet.weights_file.read_bytes()
+    sha = hashlib.sha256(content).hexdigest()
+    blob = tmp_path / "blobs" / sha
+    blob.parent.mkdir()
+    blob.write_bytes(content)
+    snapshot = tmp_path / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").symlink_to(blob)
+    assert ResolvedWeights(snapshot, "hf-cache", "org/name").identity == sha[:16]

@@ -31,10 +31,12 @@ def build(services: Services) -> None:
         return services.gallery() + (session["items"] if session else [])
 
     @user_errors
-    def on_retrieve(image, feature, k, session, progress=gr.Progress()):
+    def on_retrieve(image, feature, k, session, progress=gr.Progress(track_tqdm=True)):
         picture = decode(image, services)
-        items = session_items(session)
-        hits = searcher.search(picture, items, feature, int(k), progress=lambda f, d: progress(f, desc=d))
+        uploaded = session["items"] if session else []
+        items = services.gallery() + uploaded
+        hits = searcher.search(picture, services.gallery(), feature, int(k),
+                               progress=lambda f, d: progress(f, desc=d), extra_items=uploaded)
         gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
         labels = [hit.item.label for hit in hits]
         top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
@@ -43,7 +45,7 @@ def build(services: Services) -> None:
         return gallery, note
 
     @user_errors
-    def on_metrics(session, progress=gr.Progress()):
+    def on_metrics(session, progress=gr.Progress(track_tqdm=True)):
         items = session_items(session)
         if len({i.label for i in items}) < 2:
             raise gr.Error("Retrieval quality needs a labelled gallery with at least two labels.")
