@@ -119,61 +119,63 @@ def gate_of(model: nn.Module, block: SEBlock) -> nn.Module:
 
 
 @contextmanager
-def capture_excitations(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[str, torch.Tensor]]:
-    """Collect each block's excitation s, (B, C), for forwards run by this thread."""
-    store: dict[str, torch.Tensor] = {}
+def _hooks_for_this_thread(modules: list[nn.Module], hooks: list, pre: bool = False) -> Iterator[None]:
+    """Register ``hooks[i]`` on ``modules[i]`` for the duration; each acts only for the registering thread."""
     owner = threading.get_ident()
 
-    def make_hook(name: str):
-        def hook(_module, _inputs, output):
-            if threading.get_ident() == owner:
-                store[name] = output.detach().float().flatten(1).cpu().clone()  # (B, C)
-        return hook
+    def only_here(hook):
+        def wrapper(*args):
+            return hook(*args) if threading.get_ident() == owner else None
+        return wrapper
 
-    handles = [gate_of(model, b).register_forward_hook(make_hook(b.name)) for b in blocks]
+    handles = [
+        (m.register_forward_pre_hook if pre else m.register_forward_hook)(only_here(h)) for m, h in zip(modules, hooks)
+    ]
     try:
-        yield store
+        yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def capture_excitations(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[str, torch.Tensor]]:
+    """Collect each block's excitation s, (B, C), for forwards run by this thread."""
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(name: str):
+        def hook(_module, _inputs, output):
+            store[name] = output.detach().float().flatten(1).cpu().clone()  # (B, C)
+        return hook
+
+    with _hooks_for_this_thread([gate_of(model, b) for b in blocks], [keep(b.name) for b in blocks]):
+        yield store
 
 
 @contextmanager
 def capture_se_inputs(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[str, torch.Tensor]]:
     """Collect each block's input feature map U, (B, C, H, W), for forwards run by this thread."""
     store: dict[str, torch.Tensor] = {}
-    owner = threading.get_ident()
 
-    def make_hook(name: str):
+    def keep(name: str):
         def hook(_module, inputs):
-            if threading.get_ident() == owner:
-                store[name] = inputs[0].detach().float().cpu().clone()
+            store[name] = inputs[0].detach().float().cpu().clone()  # (B, C, H, W)
         return hook
 
-    handles = [model.get_submodule(b.path).register_forward_pre_hook(make_hook(b.name)) for b in blocks]
-    try:
+    modules = [model.get_submodule(b.path) for b in blocks]
+    with _hooks_for_this_thread(modules, [keep(b.name) for b in blocks], pre=True):
         yield store
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
 def excitation_disabled(model: nn.Module, blocks: list[SEBlock]) -> Iterator[None]:
     """Force the gate of ``blocks`` to 1 (SE becomes the identity) for this thread's forwards."""
-    owner = threading.get_ident()
 
-    def hook(_module, _inputs, output):
-        if threading.get_ident() == owner:
-            return torch.ones_like(output)
-        return None
+    def ones(_module, _inputs, output):
+        return torch.ones_like(output)
 
-    handles = [gate_of(model, b).register_forward_hook(hook) for b in blocks]
-    try:
+    with _hooks_for_this_thread([gate_of(model, b) for b in blocks], [ones] * len(blocks)):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def hook_count(model: nn.Module) -> int:

@@ -104,22 +104,11 @@ def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> Resolv
 
 def download(spec: ModelSpec, weights_dir: Path) -> Path:
     """Fetch a Hub model into ``weights/<org>--<name>/`` for offline use; return the folder."""
-    from huggingface_hub import snapshot_download
-
     repo_id = hub_repo_for(spec)
     if repo_id is None:
         raise SpecError(f"{spec.name!r} is a local SOURCE; there is nothing to download.")
-    folder = local_folder(repo_id, weights_dir)
-    try:
-        snapshot_download(repo_id, local_dir=folder, allow_patterns=HUB_FILES)
-    except Exception as err:  # network errors come in many types; all mean the same to the user
-        raise WeightsNotFound(
-            f"Could not download {spec.name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            f"Fix: check the network (and that the repo {repo_id!r} exists), then run the command again."
-        ) from err
-    if not _is_complete(folder):
-        raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.")
-    return folder
+    fix = f"check the network (and that the repo {repo_id!r} exists), then run the command again."
+    return _fetch(spec, repo_id, fix, local_dir=local_folder(repo_id, weights_dir))
 
 
 def _is_complete(folder: Path) -> bool:
@@ -138,15 +127,20 @@ def _from_hf_cache(repo_id: str) -> Path | None:
 
 
 def _download_to_cache(spec: ModelSpec, repo_id: str) -> Path:
+    fix = (f"check the network, or copy the weights with `python -m senet_demo download {spec.name}` "
+           f"on a machine with internet.")
+    return _fetch(spec, repo_id, fix)
+
+
+def _fetch(spec: ModelSpec, repo_id: str, fix: str, **snapshot_kwargs) -> Path:
+    """Download a Hub repo's config and safetensors weights (with tqdm progress); the folder holding them."""
     from huggingface_hub import snapshot_download
 
     try:
-        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES))
+        folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, **snapshot_kwargs))
     except Exception as err:  # network errors come in many types; all mean the same to the user
         raise WeightsNotFound(
-            f"Could not download {spec.name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). "
-            f"Fix: check the network, or copy the weights with `python -m senet_demo download {spec.name}` "
-            f"on a machine with internet."
+            f"Could not download {spec.name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). Fix: {fix}"
         ) from err
     if not _is_complete(folder):
         raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.")
