@@ -193,3 +193,70 @@ def test_block_and_stage_choices_of_the_tab():
     assert blocks_to_disable(blocks, "all SE blocks") == blocks
     with pytest.raises(ValueError, match="SE_9_9"):
         blocks_to_disable(blocks, "SE_9_9")
+
+
+@pytest.fixture(scope="module")
+def other_families_app(tmp_path_factory):
+    """The same tab with three more SE families as extra Explain models (--explain-model)."""
+    from gradio_client import Client
+
+    from senet_demo.config import AppConfig
+    from senet_demo.services import Services
+    from senet_demo.ui import allowed_paths, build_demo
+
+    root = tmp_path_factory.mktemp("explain-families")
+    gallery = sm.write_gallery(root / "gallery", ("alpha", "beta"), per_label=2)
+    plain_spec, _ = sm.exported_plain("resnet50d")
+    specs = {family: sm.exported(family)[0] for family in ("legacy-senet", "efficientnet", "regnety")}
+    services = Services.create(AppConfig.from_specs(
+        [plain_spec], list(specs.values()), offline=True, weights_dir=root / "weights", gallery_dir=gallery,
+        feature_cache_dir=root / "features"))
+    demo = build_demo(services)
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                allowed_paths=allowed_paths(services), quiet=True)
+    try:
+        query = root / "query.png"
+        sm.picture(7).save(query)
+        yield {"services": services, "client": Client(f"http://127.0.0.1:{port}/", verbose=False),
+               "specs": specs, "query": query}
+    finally:
+        demo.close()
+
+
+@pytest.mark.parametrize("family", ["legacy-senet", "efficientnet", "regnety"])
+def test_all_six_views_work_for_other_se_families(other_families_app, family):
+    from senet_demo.excitation import figure6_blocks
+    from senet_demo.images import load_image
+    from senet_demo.ui.explain_tab import default_block
+
+    app = other_families_app
+    spec, client, services = app["specs"][family], app["client"], app["services"]
+    reference = services.engine.run(spec, load_image(app["query"]))
+    blocks = services.engine.se_blocks(spec)
+    chosen = default_block(blocks)
+
+    text, excitation_map, channel_plot, depth_plot, tiles = client.predict(
+        image=_image(app["query"]), model=spec, api_name="/explain")
+    assert f"**{chosen}**" in text and f"has {len(blocks)} SE blocks" in text
+    heatmap = _figure(excitation_map)["data"][0]
+    assert list(heatmap["y"]) == [b.name for b in blocks]
+    z = _array(heatmap["z"])
+    for row, block in enumerate(blocks):
+        np.testing.assert_allclose(z[row, : block.channels], reference.excitations[block.name], atol=1e-4)
+    np.testing.assert_allclose(_array(_figure(channel_plot)["data"][0]["y"]), reference.excitations[chosen], atol=1e-4)
+    np.testing.assert_allclose(_array(_figure(depth_plot)["data"][0]["y"]),
+                               [reference.excitations[b.name].mean() for b in blocks], atol=1e-4)
+    top_channel = int(np.argmax(reference.excitations[chosen]))
+    assert tiles and tiles[0]["caption"].startswith(f"ch {top_channel} ")
+
+    figure = _figure(client.predict(model=spec, sample50=False, api_name="/figure6"))
+    assert [a["text"] for a in figure["layout"]["annotations"]] == [b.name for b in figure6_blocks(blocks)]
+
+    before, after, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice="all SE blocks",
+                                                  api_name="/ablate")
+    ablated = services.engine.run_ablated(spec, load_image(app["query"]), blocks)
+    labels = services.registry.get(spec).labels
+    assert before["label"] == labels[int(reference.probs.argmax())]
+    assert after["label"] == labels[int(ablated.probs.argmax())]
+    assert "goes from" in ablation_text

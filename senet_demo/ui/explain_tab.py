@@ -35,6 +35,16 @@ def default_block(blocks: list[SEBlock]) -> str | None:
     return [b for b in blocks if b.stage == stage][-1].name
 
 
+AUTO_BLOCK = "auto"  # the chosen model's default block, so API calls naming only a model get a fitting block
+
+
+def block_choices(blocks: list[SEBlock]) -> list[tuple[str, str]]:
+    if not blocks:
+        return []
+    auto = (f"{AUTO_BLOCK} ({default_block(blocks)}: last block of the second-to-last stage)", AUTO_BLOCK)
+    return [auto, *[(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in blocks]]
+
+
 def ablation_choices(blocks: list[SEBlock]) -> list[str]:
     stages = sorted({b.stage for b in blocks})
     return ["all SE blocks", *[f"stage {s}" for s in stages], *[b.name for b in blocks]]
@@ -61,8 +71,11 @@ def build(services: Services) -> None:
 
     def block_by_name(model: str, block_name: str | None) -> SEBlock:
         blocks = engine.se_blocks(model)
-        return next((b for b in blocks if b.name == block_name), None) or next(
-            b for b in blocks if b.name == default_block(blocks))
+        wanted = default_block(blocks) if block_name in (None, AUTO_BLOCK) else block_name
+        chosen = next((b for b in blocks if b.name == wanted), None)
+        if chosen is None:
+            raise ValueError(f"{model} has no SE block {block_name!r}; its blocks are {blocks[0].name}…{blocks[-1].name}.")
+        return chosen
 
     def compared_images(image, picks, uploads):
         main = decode(image, services)
@@ -143,9 +156,8 @@ def build(services: Services) -> None:
 
     def on_model_change(model):
         blocks = registry.se_blocks(model)
-        choices = [(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in blocks]
         note = "" if blocks else NO_SE_TEXT.format(name=model)
-        return (gr.update(choices=choices, value=default_block(blocks)),
+        return (gr.update(choices=block_choices(blocks), value=AUTO_BLOCK if blocks else None),
                 gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note)
 
     start_blocks = registry.se_blocks(default_model)
@@ -154,8 +166,8 @@ def build(services: Services) -> None:
             image = image_input(label="Image", height=280, elem_id="explain-image")
             model = gr.Dropdown([(display_name(services, n), n) for n in names], value=default_model, label="Model",
                                 info="models without SE blocks are listed too, with the reason they show nothing")
-            block = gr.Dropdown([(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in start_blocks],
-                                value=default_block(start_blocks), label="SE block (SE_stage_block, as in the paper)")
+            block = gr.Dropdown(block_choices(start_blocks), value=AUTO_BLOCK if start_blocks else None,
+                                label="SE block (SE_stage_block, as in the paper)")
             with gr.Accordion("Compare with (up to 3 more images)", open=False):
                 picks = gr.Dropdown(list(gallery_ids), multiselect=True, max_choices=MAX_COMPARED - 1,
                                     label="Gallery images", value=[])
