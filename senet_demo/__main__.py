@@ -103,7 +103,7 @@ def _download(args) -> int:
 
 
 def _classify(args) -> int:
-    from .classify import classify
+    from .classify import NoModelAnswered, classify
     from .images import ImageError, load_image
 
     services = _services(args)
@@ -112,7 +112,7 @@ def _classify(args) -> int:
         try:
             image = load_image(path, services.config.limits)
             results[path] = classify(services.engine, image, tta=args.tta, k=args.top).as_dict()
-        except (ImageError, RuntimeError) as err:
+        except (ImageError, NoModelAnswered) as err:
             results[path] = {"error": str(err)}
             failed = True
     if args.json:

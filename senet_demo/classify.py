@@ -17,6 +17,10 @@ from .models import ModelLoadError
 from .weights import WeightsNotFound
 
 
+class NoModelAnswered(RuntimeError):
+    """Every member failed (their messages say why) or all weights are zero."""
+
+
 @dataclass
 class MemberResult:
     name: str
@@ -94,6 +98,6 @@ def classify(
             notes.append(f"{name} predicts other classes than {reference} and is not averaged.")
     if not probs:
         errors = [m.error for m in members if m.error]
-        raise RuntimeError(" ".join(errors) or "No model could classify the image (all weights are zero).")
+        raise NoModelAnswered(" ".join(errors) or "No model could classify the image (all weights are zero).")
     ensemble = top_k(combine(probs, weights), labels, k)
     return ClassifyResult(ensemble=ensemble, members=members, tta=tta, note=" ".join(notes))

@@ -34,6 +34,7 @@ class GalleryItem:
     path: Path
     label: str
     digest: str  # sha256 of the file's bytes: the key of its stored features
+    persist: bool = True  # False for a visitor's uploads: features stay in memory, never on disk
 
     @property
     def id(self) -> str:
@@ -141,7 +142,8 @@ class FeatureStore:
                 continue
             for item, out in zip(decoded, self.engine.run_batch(model_name, images)):
                 out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept})
-                _write(folder / f"{item.digest}.npz", out)
+                if item.persist:
+                    _write(folder / f"{item.digest}.npz", out)
                 self._memory.put((key, item.digest), out)
                 results[item.digest] = out
         if progress and missing:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .config import Limits
 
 BACKGROUND = (255, 255, 255)
+# Photo formats only: Pillow's other plugins include EPS, which runs Ghostscript on the visitor's file.
+DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO files
 
 
 class ImageError(ValueError):
@@ -39,7 +40,7 @@ def load_image(source, limits: Limits = Limits()) -> Image.Image:
     try:
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
-    except (OSError, ValueError, SyntaxError) as err:
+    except Exception as err:  # e.g. a broken EXIF block or palette
         raise ImageError(f"The image could not be decoded ({err}). Try re-saving it as JPEG or PNG.") from err
 
 
@@ -85,20 +86,19 @@ def _open(source, limits: Limits) -> Image.Image:
         raise ImageError(_too_big(len(data), limits))
     if not data:
         raise ImageError("The file is empty.")
+    Image.init()  # register every plugin, so the formats named below are known
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            _check_pixels(image.size, limits)
-            image.load()
+        image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
+        _check_pixels(image.size, limits)  # from the header, before any pixel is decoded
+        image.load()
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+    except Image.DecompressionBombError:
         raise ImageError(f"The image is too large to decode safely (limit {limits.max_image_pixels:,} pixels).")
     except UnidentifiedImageError:
-        raise ImageError("This file is not an image Pillow can read (JPEG, PNG, WebP, GIF, BMP, TIFF...).")
-    except (OSError, ValueError, SyntaxError, EOFError) as err:
-        raise ImageError(f"The image is corrupt or truncated ({err}).") from err
+        raise ImageError("This file is not an image this app reads (JPEG, PNG, WebP, GIF, BMP or TIFF).")
+    except Exception as err:  # a decoder can fail in many ways; none may reach the visitor as a traceback
+        raise ImageError(f"The image is corrupt or truncated ({type(err).__name__}: {err}).") from err
     return image
 
 

@@ -4,7 +4,9 @@ Uploads are untrusted: a zip member with an absolute path or ``..`` rejects
 the whole zip; counts and uncompressed sizes are capped; every file must
 decode as an image (others are skipped with a message); names are reduced to
 safe characters. Files land in a per-session temporary folder that no other
-visitor can reach and that is deleted when the session ends.
+visitor can reach and that is deleted when the session ends (or, if it never
+ends cleanly, at the next start a day later). Their features are kept in
+memory only, never in the shared on-disk feature store.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -20,6 +23,8 @@ from .gallery import IMAGE_SUFFIXES, GalleryItem, file_digest
 from .images import ImageError, load_image
 
 DEFAULT_LABEL = "uploaded"
+MAX_SKIP_MESSAGES = 10
+STALE_SESSION_SECONDS = 24 * 3600  # folders older than this are left from sessions that never ended cleanly
 
 
 class UploadError(ValueError):
@@ -32,14 +37,25 @@ SESSIONS_ROOT = Path(tempfile.gettempdir()) / "senet-explorer-sessions"
 def new_session_dir() -> Path:
     """A fresh folder with an unguessable name, for one visitor's uploads."""
     SESSIONS_ROOT.mkdir(parents=True, exist_ok=True)
-    # 128 bits from the OS's CSPRNG: the app serves files under SESSIONS_ROOT to anyone who names
-    # their path, so the name is the only secret (mkdtemp's own suffix is 8 characters from random.Random).
+    # 128 bits from the OS's CSPRNG, so no other process or visitor can guess where the files are
+    # (mkdtemp's own suffix is 8 characters from random.Random).
     return Path(tempfile.mkdtemp(prefix=f"session-{secrets.token_hex(16)}-", dir=SESSIONS_ROOT))
 
 
 def remove_session_dir(path: Path | str | None) -> None:
     if path:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_stale_sessions(max_age_s: float = STALE_SESSION_SECONDS) -> int:
+    """Delete session folders left by sessions that never ended (a crash, a restart); return how many."""
+    if not SESSIONS_ROOT.is_dir():
+        return 0
+    cutoff = time.time() - max_age_s
+    stale = [p for p in SESSIONS_ROOT.glob("session-*") if p.is_dir() and p.stat().st_mtime < cutoff]
+    for folder in stale:
+        remove_session_dir(folder)
+    return len(stale)
 
 
 def safe_name(text: str, fallback: str) -> str:
@@ -59,7 +75,9 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         path = Path(file)
         if zipfile.is_zipfile(path):
             entries, skipped = _zip_entries(path, default_label, limits)
-            messages += [f"Skipped {name}: not an image file." for name in skipped]
+            messages += [f"Skipped {name}: not an image file." for name in skipped[:MAX_SKIP_MESSAGES]]
+            if len(skipped) > MAX_SKIP_MESSAGES:
+                messages.append(f"… and {len(skipped) - MAX_SKIP_MESSAGES} more files that are not images.")
         else:
             if total + path.stat().st_size > limits.max_upload_total_bytes:  # before reading it into memory
                 raise UploadError(_too_large(limits))
@@ -82,7 +100,7 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         folder.mkdir(parents=True, exist_ok=True)
         target = _unique(folder / safe_name(name, "image"))
         target.write_bytes(data)
-        items.append(GalleryItem(target, folder.name, file_digest(target)))
+        items.append(GalleryItem(target, folder.name, file_digest(target), persist=False))
     messages.insert(0, f"Added {len(items)} image(s) to your session's gallery (only you can see them).")
     return items, messages
 
@@ -102,6 +120,8 @@ def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[t
 
 def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
     with zipfile.ZipFile(path) as archive:
+        if len(archive.infolist()) > 10 * limits.max_upload_files:  # a huge directory of tiny entries
+            raise UploadError(f"The zip lists too many entries: at most {limits.max_upload_files} images.")
         infos = [info for info in archive.infolist() if not info.is_dir()]
         for info in infos:
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts

@@ -259,3 +259,29 @@ def test_content_hash_depends_on_pixels_only(photo):
     # Same bytes, other shape: not the same picture.
     flat = Image.frombytes("RGB", (photo.width * photo.height, 1), photo.tobytes())
     assert content_hash(flat) != content_hash(photo)
+
+
+def test_postscript_is_refused_without_running_ghostscript(tmp_path, monkeypatch):
+    """EPS is an image format to Pillow, decoded by running Ghostscript on the file: never for visitors."""
+    import io
+    import subprocess
+
+    from PIL import Image
+
+    from senet_demo.images import ImageError, load_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(buffer, "EPS")
+    assert buffer.getvalue().startswith(b"%!PS")
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("a subprocess was started while decoding a visitor's file")
+
+    monkeypatch.setattr(subprocess, "Popen", no_subprocess)
+    monkeypatch.setattr(subprocess, "check_call", no_subprocess)
+    with pytest.raises(ImageError, match="not an image this app reads"):
+        load_image(buffer.getvalue())
+    renamed = tmp_path / "photo.jpg"
+    renamed.write_bytes(buffer.getvalue())
+    with pytest.raises(ImageError):
+        load_image(renamed)

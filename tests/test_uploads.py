@@ -79,9 +79,8 @@ def test_session_dirs_are_private_unguessable_and_removable(tmp_path):
         for folder in dirs:
             assert folder.is_dir() and folder.parent.resolve() == SESSIONS_ROOT.resolve()
             assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0  # other local users cannot list it
-            # The app serves any file under SESSIONS_ROOT to whoever names its path: the folder name is the
-            # secret. Require >= 128 bits: 32 characters of at least 4 bits each after the fixed prefix
-            # (tempfile's own suffix is 8 characters, about 41 bits).
+            # The folder name is what keeps others from finding the files. Require >= 128 bits: 32 characters
+            # of at least 4 bits each after the fixed prefix (tempfile's own suffix is 8 characters, ~41 bits).
             random_part = folder.name.removeprefix("session-")
             assert len(random_part) >= 32
         assert len({d.name[:20] for d in dirs}) == 20  # the leading characters are random, not a counter
@@ -275,3 +274,61 @@ def test_a_refused_first_upload_leaves_no_session_folder(tmp_path, tab, monkeypa
     with pytest.raises(gr.Error, match="rejected"):
         handlers["on_upload"]([str(archive)], "x", None)
     assert list(root.iterdir()) == []
+
+
+def test_uploaded_features_never_reach_the_shared_disk_store(tmp_path, tab):
+    services, handlers = tab
+    (mine,) = write_images(tmp_path / "src", ["mine.png"], 70)
+    state, _ = handlers["on_upload"]([str(mine)], "mine", None)
+    try:
+        stored_before = set(services.features.cache_dir.rglob("*.npz"))
+        results, _ = handlers["on_retrieve"](str(mine), "ensemble", 3, state, progress=no_progress)
+        assert results[0][1].startswith("mine · 1.000")
+        digest = state["items"][0].digest
+        new_files = set(services.features.cache_dir.rglob("*.npz")) - stored_before
+        assert not any(digest in p.name for p in new_files), "an upload's features were written to disk"
+    finally:
+        handlers["on_clear"](state)
+
+
+def test_a_session_holds_a_bounded_number_of_images(tmp_path, monkeypatch):
+    root = tmp_path / "m"
+    services = services_for(spec_for(export_tiny_resnet(root / "model", 0)), root, make_gallery(root / "g", {"a": 2}),
+                            limits=Limits(max_upload_files=3))
+    handlers = retrieve_handlers(services)
+    images = write_images(tmp_path / "src", [f"{i}.png" for i in range(5)], 80)
+    state, _ = handlers["on_upload"]([str(p) for p in images[:3]], "x", None)
+    try:
+        with pytest.raises(gr.Error, match="at most 3 images"):
+            handlers["on_upload"]([str(images[3])], "x", state)
+        assert len(state["items"]) == 3 and len(list(Path(state["dir"]).rglob("*.png"))) == 3
+    finally:
+        handlers["on_clear"](state)
+
+
+def test_a_zip_listing_a_huge_number_of_entries_is_refused(tmp_path, session):
+    members = {f"junk/{i}.txt": b"" for i in range(10 * 4 + 1)}
+    archive = make_zip(tmp_path / "many.zip", members)
+    with pytest.raises(UploadError, match="too many entries"):
+        ingest([archive], session, limits=Limits(max_upload_files=4))
+
+
+def test_skip_messages_are_capped(tmp_path, session):
+    members = {f"notes/{i}.txt": b"text" for i in range(25)}
+    members["photos/a.png"] = image_bytes(picture(3), "PNG")
+    items, messages = ingest([make_zip(tmp_path / "mixed.zip", members)], session)
+    assert len(items) == 1
+    assert sum(m.startswith("Skipped") for m in messages) == uploads.MAX_SKIP_MESSAGES
+    assert any("15 more" in m for m in messages)
+
+
+def test_stale_session_folders_are_swept_and_fresh_ones_kept(tmp_path, monkeypatch):
+    import os
+    import time
+
+    monkeypatch.setattr(uploads, "SESSIONS_ROOT", tmp_path / "sessions")
+    old, fresh = new_session_dir(), new_session_dir()
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert uploads.sweep_stale_sessions() == 1
+    assert not old.exists() and fresh.exists()

@@ -5,11 +5,13 @@ with its handlers kept apart from its layout.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from ..services import Services
 from . import classify_tab, explain_tab, retrieve_tab
-from ..uploads import SESSIONS_ROOT
+from ..uploads import sweep_stale_sessions
 from .common import model_status_markdown
 
 TITLE = "SENet Explorer"
@@ -20,12 +22,20 @@ INTRO = (
 
 
 def allowed_paths(services: Services) -> list[str]:
-    """Folders whose files the app may serve: the gallery and the per-session upload folders."""
-    return [str(services.config.gallery_dir), str(SESSIONS_ROOT)]
+    """Folders whose files the app may serve: the gallery only (uploads live in the temp folder,
+    which Gradio serves by itself). A gallery from the Hugging Face cache is a folder of links into
+    the repo's ``blobs/``, so that folder is allowed too."""
+    gallery = Path(services.config.gallery_dir)
+    paths = [str(gallery)]
+    if gallery.parent.name == "snapshots":
+        paths.append(str(gallery.parent.parent / "blobs"))
+    return paths
 
 
 def build_demo(services: Services) -> gr.Blocks:
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    sweep_stale_sessions()
+    # delete_cache: Gradio's copies of uploads and outputs older than a day are removed every hour
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         members = " and ".join(f"`{services.registry.specs[n].label}`" for n in services.registry.names)
         gr.Markdown(f"# {TITLE}\n{INTRO.format(members=members)}")
         with gr.Accordion("Models", open=False):

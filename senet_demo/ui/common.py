@@ -7,6 +7,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..classify import NoModelAnswered
 from ..images import ImageError, load_image
 from ..models import ModelLoadError
 from ..services import Services
@@ -14,7 +15,7 @@ from ..weights import WeightsNotFound
 
 log = logging.getLogger(__name__)
 
-USER_ERRORS = (ImageError, WeightsNotFound, ModelLoadError, ValueError)
+USER_ERRORS = (ImageError, WeightsNotFound, ModelLoadError, NoModelAnswered, ValueError)
 
 
 def user_errors(handler):

@@ -78,16 +78,12 @@ def build(services: Services) -> None:
         return chosen
 
     def compared_images(image, picks, uploads):
-        main = decode(image, services)
-        series = [("your image", main)]
-        for item_id in picks or []:
-            if item_id in gallery_ids:
-                series.append((item_id, decode(gallery_ids[item_id].path, services)))
-        for upload in uploads or []:
-            series.append((Path(upload).name, decode(upload, services)))
-        if len(series) > MAX_COMPARED:
+        others = [(item_id, gallery_ids[item_id].path) for item_id in picks or [] if item_id in gallery_ids]
+        others += [(Path(upload).name, upload) for upload in uploads or []]
+        if len(others) > MAX_COMPARED - 1:
             gr.Warning(f"Only the first {MAX_COMPARED} images are compared.")
-        return series[:MAX_COMPARED]
+        return [("your image", decode(image, services))] + [
+            (name, decode(source, services)) for name, source in others[: MAX_COMPARED - 1]]
 
     @user_errors
     def on_explain(image, model, block_name, picks, uploads, sample50, k, progress=gr.Progress(track_tqdm=True)):

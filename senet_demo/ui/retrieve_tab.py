@@ -72,6 +72,11 @@ def build(services: Services) -> None:
             if isinstance(err, UploadError):
                 raise gr.Error(str(err)) from err
             raise
+        limit = services.config.limits.max_upload_files
+        if len(session["items"]) + len(items) > limit:
+            for item in items:
+                item.path.unlink(missing_ok=True)
+            raise gr.Error(f"Your session holds at most {limit} images; remove yours first to add others.")
         session = {"dir": session["dir"], "items": session["items"] + items}
         return session, "\n".join(f"- {m}" for m in messages)
 
