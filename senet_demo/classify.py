@@ -26,7 +26,8 @@ class MemberResult:
     name: str
     weight: float
     top: list[Prediction] = field(default_factory=list)
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # of the forward pass that produced the answer
+    cached: bool = False  # the answer came from the cache (no new forward pass)
     error: str | None = None  # why this member gave no answer
     in_ensemble: bool = False
 
@@ -53,6 +54,7 @@ class ClassifyResult:
                 m.name: {
                     "weight": m.weight,
                     "latency_ms": round(m.latency_ms, 1),
+                    "cached": m.cached,
                     "in_ensemble": m.in_ensemble,
                     "top": [p.as_dict() for p in m.top],
                     **({"error": m.error} if m.error else {}),
@@ -86,7 +88,7 @@ def classify(
             member.error = str(err)
             continue
         member.top = top_k(outputs.probs, loaded.labels, k)
-        member.latency_ms = outputs.latency_ms
+        member.latency_ms, member.cached = outputs.latency_ms, outputs.from_cache
         if member.weight <= 0:  # shown, but neither averaged nor the reference for the classes
             continue
         if labels is None:

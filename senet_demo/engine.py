@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ class Outputs:
     excitations: dict[str, np.ndarray] = field(default_factory=dict)  # SE_s_b -> (C,), mean over views
     latency_ms: float = 0.0  # wall time of the forward pass that produced this
     views: int = 1
+    from_cache: bool = False  # True when served from the cache (latency_ms is then the original pass's)
 
 
 class LRUCache:
@@ -84,7 +85,7 @@ class Engine:
         key = (name, content_hash(image), tta)
         cached = self.cache.get(key)
         if cached is not None:
-            return cached
+            return replace(cached, from_cache=True)
         loaded = self.registry.get(name)
         outputs = self._forward(loaded, tta_batch(loaded.transform, image, tta), self.se_blocks(name))
         self.cache.put(key, outputs)
@@ -106,11 +107,21 @@ class Engine:
             return self._forward(loaded, tta_batch(loaded.transform, image), self.se_blocks(name))
 
     def feature_maps(self, name: str, image: Image.Image, block: SEBlock) -> np.ndarray:
-        """The input U of one SE block, (C, H, W): the maps its excitation rescales."""
+        """The input U of one SE block, (C, H, W): the maps its excitation rescales.
+
+        Too large to keep for every block in the shared pass, so one block's maps are computed on
+        request (another forward) and cached like the outputs.
+        """
+        key = (name, content_hash(image), "se-input", block.name)
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
         loaded = self.registry.get(name)
         with torch.inference_mode(), capture_se_inputs(loaded.model, [block]) as inputs:
             loaded.model(tta_batch(loaded.transform, image))
-        return inputs[block.name][0].numpy()
+        maps = inputs[block.name][0].numpy()
+        self.cache.put(key, maps)
+        return maps
 
     def _forward(self, loaded: LoadedModel, batch: torch.Tensor, blocks: list[SEBlock], per_image: bool = False):
         model = loaded.model

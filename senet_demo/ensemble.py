@@ -46,12 +46,18 @@ def tta_batch(transform: Callable, image: Image.Image, tta: str = "none") -> tor
     return torch.stack([after_crop(crop) for crop in crops])
 
 
+def model_view(transform: Callable, image: Image.Image) -> Image.Image:
+    """The picture the model sees (its own resize and centre crop), before conversion to a tensor."""
+    before_crop, crop_size, _ = _split_at_center_crop(transform)
+    return T.CenterCrop(crop_size)(before_crop(image))
+
+
 def _split_at_center_crop(transform: Callable) -> tuple[Callable, list[int], Callable]:
     steps = list(getattr(transform, "transforms", []))
     for i, step in enumerate(steps):
         if isinstance(step, T.CenterCrop):
             return T.Compose(steps[:i]), list(step.size), T.Compose(steps[i + 1:])
-    raise ValueError("Ten-crop needs a transform with a CenterCrop step.")
+    raise ValueError("Ten-crop and the model's view need a transform with a CenterCrop step.")
 
 
 def combine(member_probs: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 from matplotlib import colormaps
-from PIL import Image, ImageOps
+from PIL import Image
 from plotly.subplots import make_subplots
 
 from .se_blocks import SEBlock
@@ -109,9 +109,9 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
     return fig
 
 
-def feature_overlay(image: Image.Image, feature_map: np.ndarray, size: int = 224) -> Image.Image:
-    """One channel's feature map, normalised and upsampled, blended over the image."""
-    picture = ImageOps.fit(image.convert("RGB"), (size, size))  # centre square, roughly what the model sees
+def feature_overlay(view: Image.Image, feature_map: np.ndarray, size: int = 224) -> Image.Image:
+    """One channel's feature map, normalised and upsampled, blended over the model's view of the image."""
+    picture = view.convert("RGB").resize((size, size))
     fmap = feature_map.astype(np.float32)
     fmap = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)
     heat = Image.fromarray(np.uint8(fmap * 255)).resize((size, size), Image.BILINEAR)

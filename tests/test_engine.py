@@ -136,7 +136,8 @@ def test_same_image_twice_is_one_forward_pass(engine, senet_name, photo):
     second = engine.run(senet_name, photo)
     assert engine.forward_passes == 1
     assert (engine.cache.hits, engine.cache.misses) == (1, 1)
-    assert second is first
+    assert not first.from_cache and second.from_cache
+    assert second.probs is first.probs and second.embedding is first.embedding  # the same arrays, not recomputed
 
 
 def test_identical_pixels_from_other_objects_and_files_hit_the_cache(engine, resnet_name, photo, photo_png, tmp_path):
@@ -147,7 +148,8 @@ def test_identical_pixels_from_other_objects_and_files_hit_the_cache(engine, res
     results = [engine.run(resnet_name, image) for image in sources]
     assert engine.forward_passes == 1
     assert engine.cache.hits == len(sources) - 1
-    assert all(r is results[0] for r in results)
+    assert all(r.probs is results[0].probs for r in results)
+    assert [r.from_cache for r in results] == [False] + [True] * (len(sources) - 1)
 
 
 def test_other_tta_other_image_other_model_are_other_entries(engine, resnet_name, senet_name, photo):

@@ -170,3 +170,17 @@ def test_unknown_tta():
 def test_tencrop_needs_a_center_crop(photo):
     with pytest.raises(ValueError, match="CenterCrop"):
         tta_batch(lambda image: torch.zeros(3, 8, 8), photo, "tencrop")
+
+
+def test_model_view_is_exactly_the_crop_the_model_sees(tiny_registry, senet_name, photo):
+    """Feature-map overlays are drawn on this picture, so it must be the model's own resize + crop."""
+    import torch
+    from torchvision.transforms import functional as F
+
+    from senet_demo.ensemble import model_view
+
+    loaded = tiny_registry.get(senet_name)
+    view = model_view(loaded.transform, photo)
+    assert view.size == tuple(loaded.data_config["input_size"][1:][::-1])
+    tensor = F.normalize(F.to_tensor(view), loaded.data_config["mean"], loaded.data_config["std"])
+    torch.testing.assert_close(tensor, loaded.transform(photo))

@@ -25,7 +25,7 @@ def summary_markdown(result: ClassifyResult, labels: dict[str, str]) -> str:
             lines.append(f"| {labels[m.name]} | {m.weight:g} | unavailable | | |")
         else:
             top = m.top[0]
-            lines.append(f"| {labels[m.name]} | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms |")
+            lines.append(f"| {labels[m.name]} | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms{' (cached)' if m.cached else ''} |")
     errors = [f"- **{m.name}**: {m.error}" for m in result.members if m.error]
     if errors:
         lines += ["", "Unavailable models:", *errors]

@@ -13,7 +13,7 @@ import gradio as gr
 
 from .. import excitation as ex
 from .. import plots
-from ..ensemble import top_k
+from ..ensemble import model_view, top_k
 from ..se_blocks import SEBlock
 from ..services import Services
 from .common import decode, display_name, example_images, image_input, user_errors
@@ -102,10 +102,9 @@ def build(services: Services) -> None:
         profile = ex.depth_profile([out.excitations for out in outputs], blocks)
         top, bottom = ex.extreme_channels(main[block.name], int(k))
         fmaps = engine.feature_maps(model, series[0][1], block)
-        tiles = [(plots.feature_overlay(series[0][1], fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} (most)")
-                 for c in top]
-        tiles += [(plots.feature_overlay(series[0][1], fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} (least)")
-                  for c in bottom]
+        view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover
+        tiles = [(plots.feature_overlay(view, fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
+                 for kind, channels in (("most", top), ("least", bottom)) for c in channels]
         text = "\n\n".join([
             ex.formula_text(block),
             f"**{model}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
