@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,9 +109,11 @@ def _labels_for(model: torch.nn.Module, weights_path: Path) -> list[str]:
     descriptions = cfg.get("label_descriptions") or []
     if isinstance(descriptions, dict):  # timm stores label name -> description
         descriptions = [descriptions.get(name, name) for name in names]
+    own_names = names if names and not all(_WORDNET_ID.fullmatch(str(n)) for n in names) else []
     candidates = [
         _read_labels(folder / LABELS_FILE),
         list(descriptions),
+        own_names,  # a fine-tuned model's own classes win over a guess from the class count
     ]
     subset = infer_imagenet_subset(model)
     if subset:
@@ -120,6 +123,9 @@ def _labels_for(model: torch.nn.Module, weights_path: Path) -> list[str]:
         if labels and len(labels) == num_classes:
             return [str(label) for label in labels]
     return [f"class {i}" for i in range(num_classes)]
+
+
+_WORDNET_ID = re.compile(r"n\d{8}")  # ImageNet label names are WordNet ids; descriptions come from timm
 
 
 def _read_labels(path: Path) -> list[str]:
@@ -142,9 +148,12 @@ def architecture_se_blocks(spec: ModelSpec) -> list:
 
     arch, model_args = spec.arch, {}
     if spec.source and not spec.source.startswith("hf-hub:"):
-        folder = Path(spec.source)
-        config = _read_json((folder if folder.is_dir() else folder.parent) / CONFIG_FILE)
-        arch, model_args = config.get("architecture", arch), config.get("model_args", {})
+        # the same rule as load_model: a folder's config.json names the architecture; a single file is ARCH
+        path = Path(spec.source)
+        config = _read_json((path if path.is_dir() else path.parent) / CONFIG_FILE)
+        model_args = config.get("model_args", {})
+        if path.is_dir():
+            arch = config.get("architecture", arch)
     try:
         with torch.device("meta"):
             model = timm.create_model(arch, pretrained=False, **model_args)

@@ -9,7 +9,7 @@ faiss HNSW index for large ones. Metrics are leave-one-out P@1, P@5 and mAP.
 """
 from __future__ import annotations
 
-import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -21,6 +21,8 @@ from .engine import Outputs
 ENSEMBLE = "ensemble"
 LOGSOFTMAX = "logsoftmax"
 FAISS_THRESHOLD = 100_000  # vectors; below this an exact matrix product is fast enough
+MAX_EVAL_QUERIES = 2_000  # leave-one-out queries; larger galleries are sampled evenly
+EVAL_CHUNK = 256  # queries ranked at once
 
 
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
@@ -75,7 +77,7 @@ class CosineIndex:
         index.add(vectors)
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(path).with_suffix(f".{os.getpid()}.tmp")
+            tmp = Path(path).with_suffix(f".{secrets.token_hex(8)}.tmp")  # unique per writer
             faiss.write_index(index, str(tmp))
             tmp.replace(path)
         return index
@@ -108,26 +110,40 @@ class RetrievalQuality:
                 "mAP": round(self.mean_average_precision, 4), "queries": self.queries}
 
 
-def leave_one_out(vectors: np.ndarray, labels: Sequence[str]) -> RetrievalQuality:
-    """Each image queries all the others; relevant = same label."""
+def leave_one_out(vectors: np.ndarray, labels: Sequence[str], max_queries: int = MAX_EVAL_QUERIES) -> RetrievalQuality:
+    """Each image queries all the others; relevant = same label.
+
+    Images whose label has no other image cannot be answered right and are not used as queries
+    (they stay candidates). Large galleries are evaluated on an evenly spaced sample of
+    ``max_queries`` queries, in chunks, so memory stays O(chunk x N), never O(N^2).
+    """
     vectors = l2_normalize(vectors)
     labels = np.asarray(labels)
     n = len(labels)
     if n < 2 or len(vectors) != n:
         raise ValueError(f"Leave-one-out needs at least two images, one label each ({len(vectors)} vectors, "
                          f"{n} labels).")
-    similarity = vectors @ vectors.T
-    np.fill_diagonal(similarity, -np.inf)
-    ranking = np.argsort(-similarity, axis=1, kind="stable")[:, : n - 1]  # (N, N-1), self excluded
-    relevant = labels[ranking] == labels[:, None]  # (N, N-1)
-    has_relevant = relevant.any(axis=1)
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    queries = np.flatnonzero(counts[inverse] >= 2)
+    if len(queries) == 0:
+        raise ValueError("Leave-one-out needs a label with at least two images.")
+    if len(queries) > max_queries:
+        queries = queries[np.unique(np.linspace(0, len(queries) - 1, max_queries).round().astype(int))]
     k5 = min(5, n - 1)
-    hits = np.cumsum(relevant, axis=1)
-    precision_at_rank = hits / np.arange(1, n)
-    ap = (precision_at_rank * relevant).sum(axis=1) / np.maximum(relevant.sum(axis=1), 1)
+    p1, p5, ap = [], [], []
+    for start in range(0, len(queries), EVAL_CHUNK):
+        chunk = queries[start:start + EVAL_CHUNK]
+        similarity = vectors[chunk] @ vectors.T  # (c, N)
+        similarity[np.arange(len(chunk)), chunk] = -np.inf  # a query never retrieves itself
+        ranking = np.argsort(-similarity, axis=1, kind="stable")[:, : n - 1]  # (c, N-1)
+        relevant = labels[ranking] == labels[chunk][:, None]
+        precision_at_rank = np.cumsum(relevant, axis=1) / np.arange(1, n)
+        p1.append(relevant[:, 0])
+        p5.append(relevant[:, :k5].mean(axis=1))
+        ap.append((precision_at_rank * relevant).sum(axis=1) / relevant.sum(axis=1))
     return RetrievalQuality(
-        precision_at_1=float(relevant[:, 0].mean()),
-        precision_at_5=float(relevant[:, :k5].mean()),
-        mean_average_precision=float(ap[has_relevant].mean()) if has_relevant.any() else 0.0,
-        queries=n,
+        precision_at_1=float(np.concatenate(p1).mean()),
+        precision_at_5=float(np.concatenate(p5).mean()),
+        mean_average_precision=float(np.concatenate(ap).mean()),
+        queries=len(queries),
     )

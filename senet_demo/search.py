@@ -41,7 +41,8 @@ class GallerySearch:
     def __init__(self, services: Services, weights: dict[str, float] | None = None, cache_entries: int = 8):
         self.services = services
         self.weights = weights or {}  # per-member weight in the ensemble feature; 1.0 when absent
-        self._indexes = LRUCache(cache_entries)
+        self._indexes = LRUCache(cache_entries)  # operator galleries: few, large, kept
+        self._upload_indexes = LRUCache(4 * cache_entries)  # visitors' uploads: many, small; never evict the above
 
     def gallery_matrix(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> np.ndarray:
         """Feature rows of the items whose images decode, in order (undecodable files are skipped)."""
@@ -84,12 +85,14 @@ class GallerySearch:
         digest = hashlib.sha256("".join(i.digest for i in items).encode()).hexdigest()
         models = tuple(self.services.registry.get(name).key for name in self._members(feature))  # weights identity
         key = (feature, models, tuple(sorted(self.weights.items())), digest)
-        entry = self._indexes.get(key)
+        persist = all(item.persist for item in items)
+        cache = self._indexes if persist else self._upload_indexes
+        entry = cache.get(key)
         if entry is None:
             rows, matrix = self._prepare(items, feature, progress)
-            saved = self.services.features.cache_dir / "indexes" / f"{_key_digest(key)}.faiss"
+            saved = self.services.features.cache_dir / "indexes" / f"{_key_digest(key)}.faiss" if persist else None
             entry = (rows, CosineIndex(matrix, path=saved))
-            self._indexes.put(key, entry)
+            cache.put(key, entry)
         rows, index = entry  # positions, not items: another caller's items may share the files but not the paths
         return [items[i] for i in rows], index
 

@@ -173,3 +173,36 @@ def test_model_from_config_with_other_preprocessing(tmp_path, tiny_resnet):
     assert tuple(tensor.shape) == (3, 48, 40)
     assert torch.allclose(tensor, torch.full_like(tensor, 0.2), atol=1e-6)
     shutil.rmtree(folder)
+
+
+def test_a_fine_tuned_thousand_class_model_keeps_its_own_label_names(tmp_path):
+    """1000 classes alone must not turn a checkpoint's own names into ImageNet's."""
+    import timm
+    from timm.models import save_for_hf
+
+    from senet_demo.config import AppConfig
+    from senet_demo.models import ModelRegistry
+
+    names = [f"product {i}" for i in range(1000)]
+    model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)
+    save_for_hf(model, str(tmp_path / "m"), safe_serialization=True, model_config={"label_names": names})
+    spec = f"resnet50d={tmp_path / 'm'}"
+    registry = ModelRegistry(AppConfig.from_specs([spec], offline=True, weights_dir=tmp_path / "w"))
+    assert registry.get(spec).labels == names
+
+
+def test_wordnet_ids_are_shown_as_imagenet_descriptions(tmp_path):
+    import timm
+    from timm.data import ImageNetInfo
+    from timm.models import save_for_hf
+
+    from senet_demo.config import AppConfig
+    from senet_demo.models import ModelRegistry
+
+    info = ImageNetInfo()
+    model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)
+    save_for_hf(model, str(tmp_path / "m"), safe_serialization=True,
+                model_config={"label_names": list(info.label_names())})
+    spec = f"resnet50d={tmp_path / 'm'}"
+    labels = ModelRegistry(AppConfig.from_specs([spec], offline=True, weights_dir=tmp_path / "w")).get(spec).labels
+    assert labels[967] == info.index_to_description(967) and "espresso" in labels[967]

@@ -206,11 +206,39 @@ def test_leave_one_out_perfect_and_reversed_rankings():
     assert reversed_.mean_average_precision == pytest.approx((1 / 3 + 1 / 2 + 1 / 2 + 1 / 3) / 4)
 
 
-def test_a_query_without_any_relevant_item_counts_for_p1_but_not_for_map():
-    # a0 and a1 find each other (AP 1, P@1 1); the lone c has no relevant item: AP undefined, P@1 = 0.
+def test_an_image_alone_in_its_label_is_a_candidate_but_not_a_query():
+    # a0 and a1 find each other (AP 1, P@1 1); the lone c cannot be answered right, so it asks nothing,
+    # but it is still ranked: here it sits between a0 and a1's other neighbours and changes nothing.
     quality = leave_one_out(at_angles([0, 10, 50]), ["a", "a", "c"])
-    assert quality.precision_at_1 == pytest.approx(2 / 3)
-    assert quality.mean_average_precision == pytest.approx(1.0)
+    assert quality.queries == 2
+    assert (quality.precision_at_1, quality.mean_average_precision) == (1.0, 1.0)
+    # c placed between a0 and a1 pushes each one's partner to rank 2: AP 1/2, P@1 0.
+    between = leave_one_out(at_angles([0, 20, 10]), ["a", "a", "c"])
+    assert (between.queries, between.precision_at_1) == (2, 0.0)
+    assert between.mean_average_precision == pytest.approx(0.5)
+
+
+def test_large_galleries_are_evaluated_on_an_even_sample_of_queries():
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((60, 8)).astype(np.float32)
+    labels = np.array([str(i % 6) for i in range(60)])
+    sampled = leave_one_out(vectors, labels, max_queries=20)
+    assert sampled.queries == 20
+    # brute force over the evenly spaced queries 0, 3, 6, ... (every image's label repeats, so all can ask)
+    unit_vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    chosen = np.linspace(0, 59, 20).round().astype(int)
+    first_hits = []
+    for q in chosen:
+        similarity = unit_vectors @ unit_vectors[q]
+        similarity[q] = -np.inf
+        first_hits.append(labels[int(np.argmax(similarity))] == labels[q])
+    assert sampled.precision_at_1 == pytest.approx(np.mean(first_hits))
+    assert leave_one_out(vectors, labels).queries == 60
+
+
+def test_a_gallery_where_no_label_repeats_cannot_be_evaluated():
+    with pytest.raises(ValueError, match="at least two images"):
+        leave_one_out(at_angles([0, 10, 50]), ["a", "b", "c"])
 
 
 def test_leave_one_out_needs_two_images():
