@@ -23,7 +23,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = Path(os.environ.get("SENET_WEIGHTS_DIR", REPO_ROOT / "weights"))
 GALLERY_DIR = REPO_ROOT / "gallery"
 QUERIES_DIR = REPO_ROOT / "queries"
-EXAMPLES_DIR = REPO_ROOT / "examples"
 
 # The default ensemble: gluon ResNet-152 v1d and gluon SE-ResNeXt-101 64x4d.
 DEFAULT_MODELS: tuple[str, ...] = (

@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
@@ -189,7 +189,3 @@ def _read(path: Path, model_name: str) -> Outputs | None:
     except (OSError, ValueError, KeyError) as err:
         log.warning("Ignoring unreadable cache entry %s: %s", path, err)
         return None
-
-
-def labels_of(items: Iterable[GalleryItem]) -> list[str]:
-    return [item.label for item in items]

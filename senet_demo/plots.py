@@ -11,6 +11,7 @@ from matplotlib import colormaps
 from PIL import Image
 from plotly.subplots import make_subplots
 
+from .excitation import sampled_channels
 from .se_blocks import SEBlock
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -90,7 +91,7 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
     for index, block in enumerate(blocks):
         channels = np.arange(block.channels)
         if sample:
-            channels = np.unique(np.linspace(0, block.channels - 1, sample).round().astype(int))
+            channels = sampled_channels(block.channels, sample)
         for ci, category in enumerate(categories):
             is_all = category == "all"
             fig.add_trace(

@@ -44,10 +44,6 @@ class GallerySearch:
         self._indexes = LRUCache(cache_entries)  # operator galleries: few, large, kept
         self._upload_indexes = LRUCache(4 * cache_entries)  # visitors' uploads: many, small; never evict the above
 
-    def gallery_matrix(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> np.ndarray:
-        """Feature rows of the items whose images decode, in order (undecodable files are skipped)."""
-        return self._prepare(items, feature, progress)[1]
-
     def index(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> CosineIndex:
         """The index over the items whose images decode, in order."""
         return self._indexed(items, feature, progress)[1]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .config import AppConfig
 from .engine import Engine
 from .gallery import FeatureStore, GalleryItem, scan
-from .models import ModelLoadError, ModelRegistry
+from .models import ModelRegistry
 from .weights import WeightsNotFound, hub_repo_for, resolve
 
 
@@ -49,6 +49,6 @@ class Services:
             except WeightsNotFound as err:
                 downloadable = hub_repo_for(spec) is not None and not self.config.offline
                 status[name] = "downloads from the Hugging Face Hub on first use" if downloadable else str(err)
-            except (ModelLoadError, ValueError) as err:
+            except ValueError as err:  # a SPEC timm cannot resolve
                 status[name] = str(err)
         return status

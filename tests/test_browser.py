@@ -5,6 +5,7 @@ SE-ResNeXt for Explain. Screenshots land in test-artifacts/ for a person to look
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -18,8 +19,13 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-back
                   "--disable-component-update", "--no-first-run"]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+# CI sets SENET_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
+if os.environ.get("SENET_REQUIRE_BROWSER") == "1":
+    from playwright import sync_api as playwright_sync
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)"
+else:
+    playwright_sync = pytest.importorskip("playwright.sync_api")
+    pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
 
 
 def _free_port() -> int:

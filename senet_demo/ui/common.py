@@ -8,6 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..classify import NoModelAnswered
+from ..gallery import IMAGE_SUFFIXES
 from ..images import ImageError, load_image
 from ..models import ModelLoadError
 from ..services import Services
@@ -68,8 +69,8 @@ def example_images(services: Services, per_label: int = 1, limit: int = 8) -> li
     if not root.is_dir():
         return []
     examples = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        files = sorted(f for f in label_dir.iterdir() if f.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        files = sorted(f for f in label_dir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         examples.extend(str(f) for f in files[:per_label])
     return examples[:limit]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 
 from .. import excitation as ex
 from .. import plots
@@ -97,7 +98,7 @@ def build(services: Services) -> None:
         block = block_by_name(model, block_name)
         main = outputs[0].excitations
         matrix = ex.excitation_matrix(main, blocks)
-        channels = ex.sampled_channels(block.channels) if sample50 else ex.sampled_channels(block.channels, block.channels)
+        channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
         per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
         profile = ex.depth_profile([out.excitations for out in outputs], blocks)
         top, bottom = ex.extreme_channels(main[block.name], int(k))
@@ -123,11 +124,10 @@ def build(services: Services) -> None:
         items = services.gallery()
         if not items:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
-        outputs = services.features.outputs(model, items, progress=lambda f, d: progress(f, desc=d))
-        if len(outputs) != len(items):  # undecodable images were skipped: keep the labels of the others only
-            items = [item for item in items if services.features.outputs(model, [item])]
+        by_digest = services.features.outputs_by_digest(model, items, progress=lambda f, d: progress(f, desc=d))
+        decoded = [item for item in items if item.digest in by_digest]  # undecodable files are skipped
         chosen = ex.figure6_blocks(engine.se_blocks(model))
-        means = ex.category_means([o.excitations for o in outputs], [i.label for i in items],
+        means = ex.category_means([by_digest[i.digest].excitations for i in decoded], [i.label for i in decoded],
                                   [b.name for b in chosen])
         return plots.figure6(means, chosen, ex.PAPER_SAMPLED_CHANNELS if sample50 else None)
 
