@@ -10,6 +10,7 @@ import base64
 import json
 import re
 import socket
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -27,34 +28,40 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
+@contextmanager
+def _served(root, models, explain_models, gallery):
+    """The app over these SPECs, on a free local port: (services, client); closed afterwards."""
     from gradio_client import Client
 
     from senet_demo.config import AppConfig
     from senet_demo.services import Services
     from senet_demo.ui import allowed_paths, build_demo
 
-    root = tmp_path_factory.mktemp("explain-ui")
-    gallery = sm.write_gallery(root / "gallery", ("alpha", "beta"), per_label=3)
-    (gallery / "alpha" / "2_broken.png").write_bytes(b"this is not an image")  # sorts after alpha's pictures
-    se_spec, _ = sm.exported("resnet-semodule")
-    plain_spec, _ = sm.exported_plain("resnet50d")
     services = Services.create(AppConfig.from_specs(
-        [plain_spec, se_spec], offline=True, weights_dir=root / "weights", gallery_dir=gallery,
+        models, explain_models, offline=True, weights_dir=root / "weights", gallery_dir=gallery,
         feature_cache_dir=root / "features"))
     demo = build_demo(services)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                 allowed_paths=allowed_paths(services), quiet=True)
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        yield services, Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("explain-ui")
+    gallery = sm.write_gallery(root / "gallery", ("alpha", "beta"), per_label=3)
+    (gallery / "alpha" / "2_broken.png").write_bytes(b"this is not an image")  # sorts after alpha's pictures
+    se_spec, _ = sm.exported("resnet-semodule")
+    plain_spec, _ = sm.exported_plain("resnet50d")
+    with _served(root, [plain_spec, se_spec], None, gallery) as (services, client):
         query = root / "query.png"
         sm.picture(5).save(query)
         yield {"services": services, "client": client, "se": se_spec, "plain": plain_spec, "query": query,
                "gallery": gallery}
-    finally:
-        demo.close()
 
 
 def _image(path):
@@ -198,30 +205,14 @@ def test_block_and_stage_choices_of_the_tab():
 @pytest.fixture(scope="module")
 def other_families_app(tmp_path_factory):
     """The same tab with three more SE families as extra Explain models (--explain-model)."""
-    from gradio_client import Client
-
-    from senet_demo.config import AppConfig
-    from senet_demo.services import Services
-    from senet_demo.ui import allowed_paths, build_demo
-
     root = tmp_path_factory.mktemp("explain-families")
     gallery = sm.write_gallery(root / "gallery", ("alpha", "beta"), per_label=2)
     plain_spec, _ = sm.exported_plain("resnet50d")
     specs = {family: sm.exported(family)[0] for family in ("legacy-senet", "efficientnet", "regnety")}
-    services = Services.create(AppConfig.from_specs(
-        [plain_spec], list(specs.values()), offline=True, weights_dir=root / "weights", gallery_dir=gallery,
-        feature_cache_dir=root / "features"))
-    demo = build_demo(services)
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                allowed_paths=allowed_paths(services), quiet=True)
-    try:
+    with _served(root, [plain_spec], list(specs.values()), gallery) as (services, client):
         query = root / "query.png"
         sm.picture(7).save(query)
-        yield {"services": services, "client": Client(f"http://127.0.0.1:{port}/", verbose=False),
-               "specs": specs, "query": query}
-    finally:
-        demo.close()
+        yield {"services": services, "client": client, "specs": specs, "query": query}
 
 
 @pytest.mark.parametrize("family", ["legacy-senet", "efficientnet", "regnety"])
