@@ -60,8 +60,10 @@ def load_model(spec: ModelSpec, weights: ResolvedWeights) -> LoadedModel:
     try:
         if weights.is_folder:
             model = timm.create_model(f"local-dir:{weights.path}", pretrained=True)
-        else:
+        elif weights.path.suffix == ".safetensors":
             model = _model_from_single_file(spec, weights.path)
+        else:  # a timm release file (weights.resolve only returns those): timm reads it with weights_only=True
+            model = timm.create_model(spec.arch, pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
     except Exception as err:
         raise ModelLoadError(f"Model {spec.name!r}: the weights at {weights.path} do not load: {err}") from err
     model.eval().requires_grad_(False)

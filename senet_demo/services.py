@@ -8,7 +8,7 @@ from .config import AppConfig
 from .engine import Engine
 from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelRegistry
-from .weights import WeightsNotFound, hub_repo_for, resolve
+from .weights import WeightsNotFound, is_downloadable, resolve
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Services:
             try:
                 status[name] = f"ready ({resolve(spec, self.config.weights_dir, offline=True).origin})"
             except WeightsNotFound as err:
-                downloadable = hub_repo_for(spec) is not None and not self.config.offline
+                downloadable = is_downloadable(spec) and not self.config.offline
                 status[name] = "downloads from the Hugging Face Hub on first use" if downloadable else str(err)
             except ValueError as err:  # a SPEC timm cannot resolve
                 status[name] = str(err)

@@ -5,8 +5,12 @@ Hugging Face cache, then a download from the Hub (``huggingface_hub`` shows a
 tqdm bar, which the UI mirrors with ``gr.Progress(track_tqdm=True)``).
 Local SOURCEs (a folder or a ``.safetensors`` file) are used as they are.
 
+Models whose timm weights are a release file rather than a Hub repo (the
+legacy SENets, e.g. ``legacy_seresnet152.in1k``) are found in ``weights/<ARCH>/``,
+then torch's cache, then downloaded; timm reads them with ``weights_only=True``.
+
 Only safe formats are accepted: a folder must hold ``model.safetensors``; a
-single file must end in ``.safetensors``. Nothing here unpickles anything.
+user's single file must end in ``.safetensors``. Nothing here unpickles anything.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .config import ModelSpec, SpecError
 
@@ -54,15 +59,35 @@ class ResolvedWeights:
             return hashlib.file_digest(f, "sha256").hexdigest()[:16]
 
 
-def hub_repo_for(spec: ModelSpec) -> str | None:
-    """The Hub repo id a SPEC loads from, or None for local SOURCEs."""
-    if spec.source is None:
-        import timm
+def _timm_cfg(spec: ModelSpec):
+    import timm
 
-        try:
-            cfg = timm.models.get_pretrained_cfg(spec.arch, allow_unregistered=False)
-        except RuntimeError:  # an unknown architecture or pretrained tag
-            cfg = None
+    try:
+        return timm.models.get_pretrained_cfg(spec.arch, allow_unregistered=False)
+    except RuntimeError:  # an unknown architecture or pretrained tag
+        return None
+
+
+def release_url_for(spec: ModelSpec) -> str | None:
+    """For an ``ARCH`` whose timm weights are a release file rather than a Hub repo
+    (e.g. ``legacy_seresnet152.in1k``): that file's URL; else None."""
+    if spec.source is not None:
+        return None
+    cfg = _timm_cfg(spec)
+    return cfg.url if cfg is not None and not cfg.hf_hub_id and cfg.url else None
+
+
+def is_downloadable(spec: ModelSpec) -> bool:
+    """Whether the weights come from the network (a Hub repo or a timm release file)."""
+    return release_url_for(spec) is not None or hub_repo_for(spec) is not None
+
+
+def hub_repo_for(spec: ModelSpec) -> str | None:
+    """The Hub repo id a SPEC loads from, or None for local SOURCEs and timm release files."""
+    if spec.source is None:
+        cfg = _timm_cfg(spec)
+        if cfg is not None and not cfg.hf_hub_id and cfg.url:
+            return None
         if cfg is None or not cfg.hf_hub_id:
             raise SpecError(
                 f"timm knows no Hub weights for {spec.arch!r}. Use a pretrained name such as "
@@ -81,6 +106,9 @@ def local_folder(repo_id: str, weights_dir: Path) -> Path:
 
 def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> ResolvedWeights:
     """Find (or fetch) the weights for ``spec``; raise ``WeightsNotFound`` with the fix."""
+    url = release_url_for(spec)
+    if url is not None:
+        return _resolve_release(spec, url, weights_dir, offline)
     repo_id = hub_repo_for(spec)
     if repo_id is None:
         return _resolve_local(spec)
@@ -103,7 +131,11 @@ def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> Resolv
 
 
 def download(spec: ModelSpec, weights_dir: Path) -> Path:
-    """Fetch a Hub model into ``weights/<org>--<name>/`` for offline use; return the folder."""
+    """Fetch a Hub model into ``weights/<org>--<name>/`` (a timm release file into ``weights/<ARCH>/``)
+    for offline use; return where it went."""
+    url = release_url_for(spec)
+    if url is not None:
+        return _fetch_release(spec, url, release_file(spec, url, weights_dir))
     repo_id = hub_repo_for(spec)
     if repo_id is None:
         raise SpecError(f"{spec.name!r} is a local SOURCE; there is nothing to download.")
@@ -145,6 +177,44 @@ def _fetch(spec: ModelSpec, repo_id: str, fix: str, **snapshot_kwargs) -> Path:
     if not _is_complete(folder):
         raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.")
     return folder
+
+
+def release_file(spec: ModelSpec, url: str, weights_dir: Path) -> Path:
+    """Where ``weights/`` keeps a timm release file: ``weights/<ARCH>/<file name>``."""
+    return weights_dir / spec.arch / Path(urlparse(url).path).name
+
+
+def _resolve_release(spec: ModelSpec, url: str, weights_dir: Path, offline: bool) -> ResolvedWeights:
+    """A timm release file (a tensors-only ``.pth``, read with ``weights_only=True``): weights/, torch's
+    cache, or a download into torch's cache."""
+    import torch
+
+    local = release_file(spec, url, weights_dir)
+    if local.is_file():
+        return ResolvedWeights(local, "weights/", None)
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / local.name
+    if cached.is_file():
+        return ResolvedWeights(cached, "torch-cache", None)
+    if offline:
+        raise WeightsNotFound(
+            f"Model {spec.name!r} is not available offline: no {local.name} in {local.parent} or in torch's cache. "
+            f"Fix: on a machine with internet run `python -m senet_demo download {spec.name}`, or start "
+            f"without --offline."
+        )
+    return ResolvedWeights(_fetch_release(spec, url, cached), "download", None)
+
+
+def _fetch_release(spec: ModelSpec, url: str, target: Path) -> Path:
+    import torch
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(target), progress=True)  # tqdm bar, mirrored in the UI
+    except Exception as err:  # network errors come in many types; all mean the same to the user
+        raise WeightsNotFound(
+            f"Could not download {spec.name!r} from {url} ({type(err).__name__}: {err}). Fix: check the network."
+        ) from err
+    return target
 
 
 def _resolve_local(spec: ModelSpec) -> ResolvedWeights:

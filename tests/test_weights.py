@@ -322,3 +322,60 @@ def test_weights_identity_in_the_hub_cache_is_the_blob_hash(tmp_path, tiny_resne
     snapshot.mkdir(parents=True)
     (snapshot / "model.safetensors").symlink_to(blob)
     assert ResolvedWeights(snapshot, "hf-cache", "org/name").identity == sha[:16]
+
+
+# --- timm release files (legacy SENets: no Hub repo, a .pth release) ----------------------------------------
+
+
+def test_release_file_models_load_from_weights_folder_offline(tmp_path):
+    """legacy_seresnet18.in1k's timm weights are a release .pth; a copy in weights/<ARCH>/ is used offline."""
+    import timm
+    import torch
+
+    from senet_demo.config import AppConfig
+    from senet_demo.models import ModelRegistry
+    from senet_demo.se_blocks import find_se_blocks
+    from senet_demo.weights import release_file, release_url_for
+
+    spec = ModelSpec.parse("legacy_seresnet18.in1k")
+    url = release_url_for(spec)
+    assert url and url.endswith(".pth") and hub_repo_for(spec) is None
+    torch.manual_seed(0)
+    source = timm.create_model("legacy_seresnet18", pretrained=False).eval()
+    target = release_file(spec, url, tmp_path / "weights")
+    target.parent.mkdir(parents=True)
+    torch.save(source.state_dict(), target)
+
+    registry = ModelRegistry(AppConfig.from_specs([spec.name], offline=True, weights_dir=tmp_path / "weights"))
+    loaded = registry.get(spec.name)
+    assert loaded.weights.origin == "weights/" and loaded.weights.path == target
+    assert len(find_se_blocks(loaded.model)) == 8
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), source(x))
+    assert loaded.labels[0] == "tench, Tinca tinca"  # ImageNet names from timm's metadata
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_release_file_is_never_unpickled(tmp_path):
+    from senet_demo.config import AppConfig
+    from senet_demo.models import ModelLoadError, ModelRegistry
+    from senet_demo.weights import release_file, release_url_for
+
+    spec = ModelSpec.parse("legacy_seresnet18.in1k")
+    target = release_file(spec, release_url_for(spec), tmp_path / "weights")
+    target.parent.mkdir(parents=True)
+    marker = tmp_path / "pwned"
+    pickle_trap(target, marker)
+    registry = ModelRegistry(AppConfig.from_specs([spec.name], offline=True, weights_dir=tmp_path / "weights"))
+    with pytest.raises(ModelLoadError):
+        registry.get(spec.name)
+    assert not marker.exists()
+
+
+def test_release_file_missing_offline_names_the_fix(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch-hub"))
+    with pytest.raises(WeightsNotFound, match=r"legacy_seresnet18\.in1k.*python -m senet_demo download"):
+        resolve(ModelSpec.parse("legacy_seresnet18.in1k"), tmp_path / "weights", offline=True)
