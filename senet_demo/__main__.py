@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 from .config import DEFAULT_MODELS, TTA_CHOICES, WEIGHTS_DIR, SpecError
+from .models import ModelLoadError
+from .weights import WeightsNotFound
 
 
 def main(argv=None) -> int:
@@ -62,10 +64,15 @@ def main(argv=None) -> int:
         os.environ["HF_HUB_OFFLINE"] = "1"
     handlers = {"download": _download, "classify": _classify, "retrieve": _retrieve,
                 "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0}
+    if args.command == "download" and args.offline:
+        parser.error("download needs the network; run it without --offline.")
     try:
         return handlers[args.command](args)
     except SpecError as err:  # a malformed --model: a usage error, not a traceback
         parser.error(str(err))
+    except (WeightsNotFound, ModelLoadError) as err:  # missing or broken weights: the message says the fix
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

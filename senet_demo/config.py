@@ -57,7 +57,7 @@ class ModelSpec:
         if self.source is None:
             return self.arch
         where = self.source[len("hf-hub:"):] if self.source.startswith("hf-hub:") else Path(self.source).name
-        return f"{self.arch} ({where})"
+        return self.arch if where == self.arch else f"{self.arch} ({where})"
 
     @classmethod
     def parse(cls, text: str) -> "ModelSpec":

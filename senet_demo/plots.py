@@ -53,7 +53,9 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
         )
     sampled = "" if len(channels) == block.channels else f", {len(channels)} evenly sampled channels"
     fig.update_layout(title=f"{block.name}: C={block.channels}{sampled}", xaxis_title="channel index",
-                      yaxis_title="excitation s_c", yaxis_range=[0, 1.02], height=380, legend={"orientation": "h"})
+                      yaxis_title="excitation s_c", yaxis_range=[0, 1.02], height=400,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+                      margin={"t": 90})
     return fig
 
 

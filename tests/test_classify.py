@@ -209,3 +209,21 @@ def test_cli_download_of_a_local_source_is_a_usage_error(tmp_path, capsys):
         main(["download", "--weights-dir", str(tmp_path), f"resnet50d={tmp_path}"])
     assert caught.value.code == 2
     assert "nothing to download" in capsys.readouterr().err
+
+
+def test_cli_download_with_offline_says_why_it_cannot(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["download", "--offline", "--weights-dir", str(tmp_path)])
+    assert caught.value.code == 2
+    assert "without --offline" in capsys.readouterr().err
+
+
+def test_cli_with_missing_weights_prints_the_fix_and_fails(tmp_path, capsys, photo_png):
+    code = main(["explain", "--offline", "--weights-dir", str(tmp_path), str(photo_png)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "seresnext101_64x4d.gluon_in1k" in err and "python -m senet_demo download" in err
+    assert "Traceback" not in err
+
+    code = main(["classify", "--offline", "--weights-dir", str(tmp_path), "--json", str(photo_png)])
+    assert code == 1, "every model failed: the command must not report success"

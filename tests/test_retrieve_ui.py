@@ -60,14 +60,18 @@ def test_retrieve_with_a_chosen_feature_and_k(app, tmp_path):
 
 
 def test_retrieval_quality_has_one_row_per_feature_choice(app):
-    from senet_demo.search import feature_choices
+    from senet_demo.search import GallerySearch, feature_choices
 
     services, _, client = app
     table, note = client.predict(api_name="/retrieval_quality")
     rows = table["data"]
-    assert [row[0] for row in rows] == feature_choices(services) == ["ensemble", services.registry.names[0],
-                                                                       "logsoftmax"]
-    for _, p1, p5, mean_ap in rows:
-        assert 0.0 <= float(p1) <= 1.0 and 0.0 <= float(p5) <= 1.0 and 0.0 < float(mean_ap) <= 1.0
+    choices = feature_choices(services)
+    assert choices == ["ensemble", services.registry.names[0], "logsoftmax"]
+    assert [row[0] for row in rows] == ["ensemble", services.registry.specs[choices[1]].label, "logsoftmax"]
+    independent = GallerySearch(services)  # its own index cache; the stored features are the same
+    for row, feature in zip(rows, choices):
+        quality = independent.evaluate(services.gallery(), feature)
+        expected = [quality.precision_at_1, quality.precision_at_5, quality.mean_average_precision]
+        assert [float(v) for v in row[1:]] == pytest.approx(expected, abs=5e-4)
     assert table["headers"] == ["feature", "P@1", "P@5", "mAP"]
     assert f"over {sum(GALLERY.values())} images in {len(GALLERY)} labels" in note

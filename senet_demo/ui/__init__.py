@@ -16,7 +16,7 @@ from .common import model_status_markdown
 
 TITLE = "SENet Explorer"
 INTRO = (
-    "Squeeze-and-Excitation networks (Hu et al., CVPR 2018), live: classify with an ensemble of {members}, "
+    "Squeeze-and-Excitation networks (Hu et al., CVPR 2018), live: classify with {members}, "
     "retrieve similar images by their embeddings, and look inside the SE blocks."
 )
 
@@ -36,7 +36,8 @@ def build_demo(services: Services) -> gr.Blocks:
     sweep_stale_sessions()
     # delete_cache: Gradio's copies of uploads and outputs older than a day are removed every hour
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        members = " and ".join(f"`{services.registry.specs[n].label}`" for n in services.registry.names)
+        labels = [f"`{services.registry.specs[n].label}`" for n in services.registry.names]
+        members = f"an ensemble of {' and '.join(labels)}" if len(labels) > 1 else labels[0]
         gr.Markdown(f"# {TITLE}\n{INTRO.format(members=members)}")
         with gr.Accordion("Models", open=False):
             gr.Markdown(model_status_markdown(services))

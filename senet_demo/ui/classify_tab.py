@@ -60,9 +60,9 @@ def build(services: Services) -> None:
                 gr.Examples(examples, inputs=image, label="Examples (click one)")
         with gr.Column(scale=1):
             ensemble = gr.Label(num_top_classes=5, label="Ensemble (weighted mean of softmax)")
-            summary = gr.Markdown()
     with gr.Row():
         member_labels = [gr.Label(num_top_classes=5, label=labels[name]) for name in names]
+    summary = gr.Markdown()
 
     inputs = [image, tta, *weights]
     outputs = [ensemble, summary, *member_labels]

@@ -20,11 +20,14 @@ from ..services import Services
 from .common import decode, display_name, example_images, image_input, user_errors
 
 MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
-NO_SE_TEXT = (
-    "**{name}** has no Squeeze-and-Excitation blocks: its bottleneck blocks add the residual to the convolution "
-    "output without any channel re-weighting, so there are no excitation weights to show. Pick an SE model "
-    "(e.g. `seresnext101_64x4d.gluon_in1k`) to compare — it is the same ResNet design plus SE."
-)
+def no_se_text(name: str, se_models: list[str]) -> str:
+    """Why a model shows nothing here, and where to find one that does (plain text: also used in toasts)."""
+    where = (f"Pick an SE model in the list ({', '.join(se_models)})." if se_models else
+             "Start the app with an SE model for this tab, e.g. --explain-model seresnext101_64x4d.gluon_in1k "
+             "or --explain-model seresnet50.a1_in1k.")
+    return (f"{name} has no Squeeze-and-Excitation blocks: none of its layers re-weights channels by a learned "
+            f"gate, so there are no excitation values to show. (In the default ensemble, resnet152d is the same "
+            f"ResNet design as seresnext101_64x4d without SE.) {where}")
 
 
 def default_block(blocks: list[SEBlock]) -> str | None:
@@ -47,6 +50,8 @@ def block_choices(blocks: list[SEBlock]) -> list[tuple[str, str]]:
 
 
 def ablation_choices(blocks: list[SEBlock]) -> list[str]:
+    if not blocks:
+        return []
     stages = sorted({b.stage for b in blocks})
     return ["all SE blocks", *[f"stage {s}" for s in stages], *[b.name for b in blocks]]
 
@@ -91,7 +96,7 @@ def build(services: Services) -> None:
         progress(0, desc=f"Running {model}…")
         blocks = registry.se_blocks(model)
         if not blocks:
-            return NO_SE_TEXT.format(name=model), None, None, None, []
+            return no_se_text(model, se_names), None, None, None, []
         series = compared_images(image, picks, uploads)
         outputs = [engine.run(model, picture) for _, picture in series]
         blocks = engine.se_blocks(model)
@@ -120,7 +125,7 @@ def build(services: Services) -> None:
     def on_figure6(model, sample50, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(NO_SE_TEXT.format(name=model))
+            raise gr.Error(no_se_text(model, se_names))
         items = services.gallery()
         if not items:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
@@ -135,7 +140,7 @@ def build(services: Services) -> None:
     def on_ablate(image, model, choice, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(NO_SE_TEXT.format(name=model))
+            raise gr.Error(no_se_text(model, se_names))
         picture = decode(image, services)
         labels = registry.get(model).labels
         before = engine.run(model, picture)
@@ -151,9 +156,11 @@ def build(services: Services) -> None:
 
     def on_model_change(model):
         blocks = registry.se_blocks(model)
-        note = "" if blocks else NO_SE_TEXT.format(name=model)
+        note = "" if blocks else no_se_text(model, se_names)
+        cleared = [None] * 8  # the previous model's plots, tiles and ablation no longer apply
         return (gr.update(choices=block_choices(blocks), value=AUTO_BLOCK if blocks else None),
-                gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note)
+                gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note,
+                *cleared)
 
     start_blocks = registry.se_blocks(default_model)
     with gr.Row():
@@ -175,7 +182,8 @@ def build(services: Services) -> None:
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples")
         with gr.Column(scale=2):
-            text = gr.Markdown(latex_delimiters=[{"left": "$", "right": "$", "display": False}])
+            text = gr.Markdown("" if start_blocks else no_se_text(default_model, se_names),
+                               latex_delimiters=[{"left": "$", "right": "$", "display": False}])
             with gr.Tab("Excitation map"):
                 map_plot = gr.Plot(label="Excitation map")
             with gr.Tab("Per-channel"):
@@ -192,7 +200,7 @@ def build(services: Services) -> None:
                 fig6_button = gr.Button("Build Figure 6")
                 fig6_plot = gr.Plot(label="Figure 6")
             with gr.Tab("Ablation"):
-                ablate_choice = gr.Dropdown(ablation_choices(start_blocks), value="all SE blocks",
+                ablate_choice = gr.Dropdown(ablation_choices(start_blocks), value="all SE blocks" if start_blocks else None,
                                             label="Switch SE off in")
                 ablate_button = gr.Button("Run with SE switched off")
                 with gr.Row():
@@ -206,4 +214,6 @@ def build(services: Services) -> None:
     fig6_button.click(on_figure6, [model, sample50], fig6_plot, api_name="figure6")
     ablate_button.click(on_ablate, [image, model, ablate_choice], [before, after, ablate_text], api_name="ablate")
     upload_box.change(lambda files: list(files or []), upload_box, uploads, api_visibility="private")
-    model.change(on_model_change, model, [block, ablate_choice, text], api_visibility="private")
+    model.change(on_model_change, model,
+                 [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,
+                  ablate_text], api_visibility="private")

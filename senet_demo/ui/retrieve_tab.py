@@ -27,6 +27,9 @@ def build(services: Services) -> None:
     searcher = GallerySearch(services)
     choices = feature_choices(services)
 
+    def feature_label(feature: str) -> str:
+        return display_name(services, feature) if feature in services.registry.specs else feature
+
     def session_items(session) -> list:
         return services.gallery() + (session["items"] if session else [])
 
@@ -52,7 +55,8 @@ def build(services: Services) -> None:
         rows = []
         for feature in choices:
             quality = searcher.evaluate(items, feature, progress=lambda f, d: progress(f, desc=d))
-            rows.append([feature, quality.precision_at_1, quality.precision_at_5, quality.mean_average_precision])
+            rows.append([feature_label(feature), round(quality.precision_at_1, 3), round(quality.precision_at_5, 3),
+                         round(quality.mean_average_precision, 3)])
         best = max(rows, key=lambda r: r[3])
         note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: each image "
                 f"queries all others; a hit shares its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
@@ -88,7 +92,7 @@ def build(services: Services) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Query image", height=280, elem_id="retrieve-image")
-            feature = gr.Radio([(display_name(services, c) if c in services.registry.specs else c, c) for c in choices],
+            feature = gr.Radio([(feature_label(c), c) for c in choices],
                                value=choices[0], label="Feature", info=FEATURE_HELP)
             k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
             button = gr.Button("Retrieve", variant="primary")
@@ -96,7 +100,7 @@ def build(services: Services) -> None:
             if examples:
                 gr.Examples(examples, inputs=image, label="Query views: rotated, brightened, zoomed, occluded")
         with gr.Column(scale=2):
-            results = gr.Gallery(label="Nearest gallery images (label · cosine similarity)", columns=5,
+            results = gr.Gallery(label="Nearest gallery images (label · cosine similarity)", columns=4,
                                  height="auto")
             note = gr.Markdown()
     with gr.Accordion("Retrieval quality (leave-one-out P@1, P@5, mAP)", open=False):
