@@ -129,7 +129,8 @@ def test_explain_with_just_an_image_names_the_default_block_and_plots_its_excita
 def test_explain_for_a_model_without_se_says_why(app):
     text, *plots_, tiles = app["client"].predict(image=_image(app["query"]), model=app["plain"],
                                                  api_name="/explain")
-    assert "has no Squeeze-and-Excitation blocks" in text and app["plain"] in text
+    label = app["services"].registry.specs[app["plain"]].label
+    assert "has no Squeeze-and-Excitation blocks" in text and label in text
     assert plots_ == [None, None, None] and not tiles
 
 

@@ -72,6 +72,7 @@ def build(services: Services) -> None:
     registry, engine = services.registry, services.engine
     names = registry.all_names
     se_names = [n for n in names if registry.se_blocks(n)]
+    se_labels = [display_name(services, n) for n in se_names]
     default_model = se_names[0] if se_names else names[0]
     gallery_ids = {item.id: item for item in services.gallery()}
 
@@ -80,7 +81,7 @@ def build(services: Services) -> None:
         wanted = default_block(blocks) if block_name in (None, AUTO_BLOCK) else block_name
         chosen = next((b for b in blocks if b.name == wanted), None)
         if chosen is None:
-            raise ValueError(f"{model} has no SE block {block_name!r}; its blocks are {blocks[0].name}…{blocks[-1].name}.")
+            raise ValueError(f"{display_name(services, model)} has no SE block {block_name!r}; its blocks are {blocks[0].name}…{blocks[-1].name}.")
         return chosen
 
     def compared_images(image, picks, uploads):
@@ -93,10 +94,10 @@ def build(services: Services) -> None:
 
     @user_errors
     def on_explain(image, model, block_name, picks, uploads, sample50, k, progress=gr.Progress(track_tqdm=True)):
-        progress(0, desc=f"Running {model}…")
+        progress(0, desc=f"Running {display_name(services, model)}…")
         blocks = registry.se_blocks(model)
         if not blocks:
-            return no_se_text(model, se_names), None, None, None, []
+            return no_se_text(display_name(services, model), se_labels), None, None, None, []
         series = compared_images(image, picks, uploads)
         outputs = [engine.run(model, picture) for _, picture in series]
         blocks = engine.se_blocks(model)
@@ -113,11 +114,11 @@ def build(services: Services) -> None:
                  for kind, channels in (("most", top), ("least", bottom)) for c in channels]
         text = "\n\n".join([
             ex.formula_text(block),
-            f"**{model}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
+            f"**{display_name(services, model)}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
             f"image; the channel plot overlays {len(series)} image(s) for {block.name}; the depth profile shows "
             f"where the images' excitations differ (early blocks: alike, class-agnostic; later: class-specific).",
         ])
-        return (text, plots.excitation_map(matrix, blocks, f"Excitation of every SE block — {model}"),
+        return (text, plots.excitation_map(matrix, blocks, f"Excitation of every SE block — {display_name(services, model)}"),
                 plots.channel_plot(per_channel, block, channels),
                 plots.depth_profile(profile, blocks, [name for name, _ in series]), tiles)
 
@@ -125,7 +126,7 @@ def build(services: Services) -> None:
     def on_figure6(model, sample50, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(no_se_text(model, se_names))
+            raise gr.Error(no_se_text(display_name(services, model), se_labels))
         items = services.gallery()
         if not items:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
@@ -140,7 +141,7 @@ def build(services: Services) -> None:
     def on_ablate(image, model, choice, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(no_se_text(model, se_names))
+            raise gr.Error(no_se_text(display_name(services, model), se_labels))
         picture = decode(image, services)
         labels = registry.get(model).labels
         before = engine.run(model, picture)
@@ -156,7 +157,7 @@ def build(services: Services) -> None:
 
     def on_model_change(model):
         blocks = registry.se_blocks(model)
-        note = "" if blocks else no_se_text(model, se_names)
+        note = "" if blocks else no_se_text(display_name(services, model), se_labels)
         cleared = [None] * 8  # the previous model's plots, tiles and ablation no longer apply
         return (gr.update(choices=block_choices(blocks), value=AUTO_BLOCK if blocks else None),
                 gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note,
@@ -182,7 +183,7 @@ def build(services: Services) -> None:
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples")
         with gr.Column(scale=2):
-            text = gr.Markdown("" if start_blocks else no_se_text(default_model, se_names),
+            text = gr.Markdown("" if start_blocks else no_se_text(display_name(services, default_model), se_labels),
                                latex_delimiters=[{"left": "$", "right": "$", "display": False}])
             with gr.Tab("Excitation map"):
                 map_plot = gr.Plot(label="Excitation map")
