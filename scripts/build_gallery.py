@@ -75,7 +75,7 @@ def tux_group(folder: str, *stems: str) -> list[Source]:
 
 # Chosen by eye: photographs only (drawings, cartoons and SVG stamps are left
 # out).  Categories were kept only if they retrieve well with an ImageNet
-# EfficientNet-Lite0 (see scripts/check_gallery.py); an insect category was
+# EfficientNet-Lite0 (`python -m senet_demo evaluate-gallery`); an insect category was
 # dropped for that reason.
 CATEGORIES: dict[str, list[Source]] = {
     "bird": tux_group(
