@@ -48,7 +48,7 @@ class Services:
                 status[name] = f"ready ({resolve(spec, self.config.weights_dir, offline=True).origin})"
             except WeightsNotFound as err:
                 downloadable = is_downloadable(spec) and not self.config.offline
-                status[name] = "downloads from the Hugging Face Hub on first use" if downloadable else str(err)
+                status[name] = "downloads on first use (with a progress bar)" if downloadable else str(err)
             except ValueError as err:  # a SPEC timm cannot resolve
                 status[name] = str(err)
         return status

@@ -29,7 +29,7 @@ def test_status_of_a_loaded_model(tiny_services, resnet_name):
 
 def test_hub_model_online_downloads_on_first_use(tmp_path):
     _, status = status_for(tmp_path, [MISSING], offline=False)
-    assert "downloads from the Hugging Face Hub" in status[MISSING]
+    assert "downloads on first use" in status[MISSING]
 
 
 def test_missing_local_source_online_is_reported_as_missing(tmp_path):

@@ -58,8 +58,9 @@ def build(services: Services) -> None:
             rows.append([feature_label(feature), round(quality.precision_at_1, 3), round(quality.precision_at_5, 3),
                          round(quality.mean_average_precision, 3)])
         best = max(rows, key=lambda r: r[3])
-        note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: each image "
-                f"queries all others; a hit shares its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
+        note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: "
+                f"{quality.queries} images whose label has another image each query all the others; a hit shares "
+                f"its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
         return rows, note
 
     @user_errors
