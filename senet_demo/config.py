@@ -88,6 +88,36 @@ class Limits:
     result_cache_entries: int = 256  # forward-pass results kept in the LRU
 
 
+def _cpu_count() -> int:
+    """CPUs this process may run on (a container's or taskset's share, not the whole host)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """How the Gradio queue shares the CPU between visitors (a seminar room: dozens at once)."""
+
+    # Forwards running at once across the whole app (every tab's model-running events share one pool):
+    # CPU-bound inference gains nothing from more parallel forwards than cores. SENET_INFERENCE_WORKERS overrides.
+    inference_workers: int = field(default_factory=lambda: int(os.environ.get("SENET_INFERENCE_WORKERS", 0))
+                                   or _cpu_count())
+    # Each cheap event (model switch, session uploads, clearing) runs this many at once, in its own group,
+    # so it never waits behind a forward.
+    ui_concurrency: int = 8
+    # Events waiting in the queue; beyond that a visitor is told at once that the queue is full, instead of
+    # waiting behind an unbounded backlog (and the server holding every waiting upload in memory).
+    max_size: int = 64
+
+    def __post_init__(self):
+        if self.inference_workers < 1 or self.ui_concurrency < 1 or self.max_size < 1:
+            raise ValueError(f"Queue settings must be positive: {self}")
+
+    @property
+    def torch_threads(self) -> int:
+        """Intra-op threads per forward, so that all concurrent forwards together use each CPU once."""
+        return max(1, _cpu_count() // self.inference_workers)
+
+
 @dataclass
 class AppConfig:
     """Everything the app and the CLI need to run."""
@@ -99,6 +129,7 @@ class AppConfig:
     gallery_dir: Path = GALLERY_DIR
     feature_cache_dir: Path | None = None  # stored gallery features; None: beside the Hugging Face cache
     limits: Limits = field(default_factory=Limits)
+    queue: QueueSettings = field(default_factory=QueueSettings)
 
     @classmethod
     def from_specs(cls, specs: list[str] | None, explain_specs: list[str] | None = None, **kwargs) -> "AppConfig":

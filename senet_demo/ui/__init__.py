@@ -13,6 +13,7 @@ from ..services import Services
 from . import classify_tab, explain_tab, retrieve_tab
 from ..uploads import sweep_stale_sessions
 from .common import model_status_markdown
+from .queue import configure_queue
 
 TITLE = "SENet Explorer"
 INTRO = (
@@ -47,5 +48,4 @@ def build_demo(services: Services) -> gr.Blocks:
             retrieve_tab.build(services)
         with gr.Tab("Explain", id="explain"):
             explain_tab.build(services)
-    demo.queue(default_concurrency_limit=2, max_size=64)
-    return demo
+    return configure_queue(demo, services)

@@ -7,6 +7,7 @@ from ..classify import ClassifyResult, classify
 from ..config import TTA_CHOICES
 from ..services import Services
 from .common import decode, display_name, example_images, image_input, user_errors
+from .queue import inference
 
 TTA_LABELS = {"none": "none", "flip": "horizontal flip (2 views)", "tencrop": "ten-crop (10 views)"}
 
@@ -66,5 +67,5 @@ def build(services: Services) -> None:
 
     inputs = [image, tta, *weights]
     outputs = [ensemble, summary, *member_labels]
-    button.click(on_classify, inputs, outputs, api_name="classify")
-    image.upload(on_classify, inputs, outputs, api_visibility="private")
+    button.click(on_classify, inputs, outputs, api_name="classify", **inference(services))
+    image.upload(on_classify, inputs, outputs, api_visibility="private", **inference(services))

@@ -18,6 +18,7 @@ from ..ensemble import model_view, top_k
 from ..se_blocks import SEBlock
 from ..services import Services
 from .common import decode, display_name, example_images, image_input, user_errors
+from .queue import inference
 
 MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
 def no_se_text(name: str, se_models: list[str]) -> str:
@@ -211,9 +212,10 @@ def build(services: Services) -> None:
 
     explain_inputs = [image, model, block, picks, uploads, sample50, k]
     explain_outputs = [text, map_plot, channel_plot, depth_plot, tiles]
-    button.click(on_explain, explain_inputs, explain_outputs, api_name="explain")
-    fig6_button.click(on_figure6, [model, sample50], fig6_plot, api_name="figure6")
-    ablate_button.click(on_ablate, [image, model, ablate_choice], [before, after, ablate_text], api_name="ablate")
+    button.click(on_explain, explain_inputs, explain_outputs, api_name="explain", **inference(services))
+    fig6_button.click(on_figure6, [model, sample50], fig6_plot, api_name="figure6", **inference(services))
+    ablate_button.click(on_ablate, [image, model, ablate_choice], [before, after, ablate_text], api_name="ablate",
+                        **inference(services))
     upload_box.change(lambda files: list(files or []), upload_box, uploads, api_visibility="private")
     model.change(on_model_change, model,
                  [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,

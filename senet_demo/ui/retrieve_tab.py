@@ -10,6 +10,7 @@ from ..search import GallerySearch, feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
 from .common import decode, display_name, image_input, user_errors
+from .queue import inference
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
                 "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
@@ -119,7 +120,9 @@ def build(services: Services) -> None:
             clear_button = gr.Button("Remove my images")
         upload_note = gr.Markdown()
 
-    button.click(on_retrieve, [image, feature, k, session], [results, note], api_name="retrieve")
-    metrics_button.click(on_metrics, [session], [metrics, metrics_note], api_name="retrieval_quality")
+    button.click(on_retrieve, [image, feature, k, session], [results, note], api_name="retrieve",
+                 **inference(services))
+    metrics_button.click(on_metrics, [session], [metrics, metrics_note], api_name="retrieval_quality",
+                         **inference(services))
     add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private")
     clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")
