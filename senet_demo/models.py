@@ -4,6 +4,9 @@
 for, under a per-model lock, so concurrent first requests load it once. Each
 ``LoadedModel`` carries the transform built from *its own* pretrained config
 (input size, crop_pct, interpolation, mean/std), never one shared by accident.
+
+``check(spec, weights)`` finds what is wrong with a checkpoint without loading
+it (see ``checkpoint.py``); a load that fails is reported the same way.
 """
 from __future__ import annotations
 
@@ -17,14 +20,22 @@ from typing import Callable
 
 import torch
 
+from .checkpoint import (
+    ModelLoadError,
+    architecture_fix,
+    compare_shapes,
+    labels_mismatch,
+    read_header,
+    refetch_fix,
+    release_failure,
+    unknown_architecture,
+)
 from .config import AppConfig, ModelSpec
 from .weights import CONFIG_FILE, LABELS_FILE, ResolvedWeights, resolve
 
+__all__ = ["LoadedModel", "ModelLoadError", "ModelRegistry", "check", "load_model"]
+
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """Weights were found but could not be turned into a model."""
 
 
 @dataclass
@@ -53,58 +64,122 @@ class LoadedModel:
 
 
 def load_model(spec: ModelSpec, weights: ResolvedWeights) -> LoadedModel:
-    """Build the timm model for ``spec`` and load ``weights`` into it (safetensors only)."""
-    import timm
+    """Build the timm model for ``spec`` and load ``weights`` into it (safetensors, or a timm release
+    file read with ``weights_only=True``); a failure is a ``ModelLoadError`` naming the problem and the fix."""
     from timm.data import create_transform, resolve_model_data_config
 
     try:
-        if weights.is_folder:
-            model = timm.create_model(f"local-dir:{weights.path}", pretrained=True)
-        elif weights.path.suffix == ".safetensors":
-            model = _model_from_single_file(spec, weights.path)
-        else:  # a timm release file (weights.resolve only returns those): timm reads it with weights_only=True
-            model = timm.create_model(spec.arch, pretrained=True, pretrained_cfg_overlay={"file": str(weights.path)})
+        model = _create(spec, weights, pretrained=True)
+    except ModelLoadError:
+        raise
     except Exception as err:
-        raise ModelLoadError(f"Model {spec.name!r}: the weights at {weights.path} do not load: {err}") from err
+        raise ModelLoadError(_failure_message(spec, weights, err)) from err
     model.eval().requires_grad_(False)
     data_config = resolve_model_data_config(model)
     transform = create_transform(**data_config, is_training=False)
-    labels = _labels_for(model, weights.path)
+    labels = _labels_for(spec, model, weights.path)
     return LoadedModel(spec, model, transform, data_config, labels, weights)
 
 
-def _model_from_single_file(spec: ModelSpec, file: Path) -> torch.nn.Module:
-    import timm
-    from safetensors.torch import load_file
+def check(spec: ModelSpec, weights: ResolvedWeights) -> None:
+    """Check the weights against the architecture without loading a tensor: timm knows the architecture,
+    the safetensors header is readable, its tensors' names and shapes are the architecture's, and a
+    labels.txt has one line per class. Raises ``ModelLoadError`` with the first problem."""
+    problem = architecture_problem(spec)
+    if problem:
+        raise ModelLoadError(problem)
+    if not _is_safetensors(weights):
+        return  # a timm release file: only torch.load(weights_only=True) can read it, which reads it all
+    found = read_header(spec.name, weights.weights_file, _refetch_fix(spec, weights))
+    with torch.device("meta"):  # shapes only: no memory, no weights
+        model = _create(spec, weights, pretrained=False, header=found)
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    arch = model.pretrained_cfg.get("architecture") or spec.arch
+    folder_config = weights.path / CONFIG_FILE if weights.is_folder else None
+    compare_shapes(spec.name, weights.weights_file, arch, expected, found, architecture_fix(folder_config))
+    _labels_file_problem(spec, model.num_classes, weights.path)
 
-    state_dict = load_file(str(file), device="cpu")
-    config = _read_json(file.parent / CONFIG_FILE)
+
+def _is_safetensors(weights: ResolvedWeights) -> bool:
+    return weights.is_folder or weights.path.suffix == ".safetensors"
+
+
+def _refetch_fix(spec: ModelSpec, weights: ResolvedWeights) -> str:
+    return refetch_fix(spec, weights.weights_file, weights.origin, hub=weights.repo_id is not None)
+
+
+def _create(spec: ModelSpec, weights: ResolvedWeights, pretrained: bool, header: dict | None = None) -> torch.nn.Module:
+    """The one rule for which model a SPEC builds: a folder's config.json; a single file's ARCH (with a
+    config.json or labels.txt beside it); a release file's ARCH."""
+    import timm
+
+    if weights.is_folder:
+        _folder_config(spec, weights.path)  # a readable message if config.json is broken
+        return timm.create_model(f"local-dir:{weights.path}", pretrained=pretrained)
+    if weights.path.suffix != ".safetensors":  # a timm release file: timm reads it with weights_only=True
+        return timm.create_model(spec.arch, pretrained=pretrained, pretrained_cfg_overlay={"file": str(weights.path)})
+    file = weights.path
+    if header is None:
+        header = read_header(spec.name, file, _refetch_fix(spec, weights))
+    pretrained_cfg, model_args = _single_file_recipe(spec, file, header)
+    model = timm.create_model(spec.arch, pretrained=False, pretrained_cfg_overlay=pretrained_cfg, **model_args)
+    if pretrained:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(file), device="cpu"), strict=True)
+    return model
+
+
+def _single_file_recipe(spec: ModelSpec, file: Path, header: dict) -> tuple[dict, dict]:
+    """pretrained_cfg and model args for a single .safetensors file; the class count from config.json,
+    else from the checkpoint's own head."""
+    import timm
+
+    config = _read_json(file.parent / CONFIG_FILE, spec)
     pretrained_cfg = dict(config.get("pretrained_cfg", {}))
     num_classes = config.get("num_classes") or pretrained_cfg.get("num_classes")
-    labels = _read_labels(file.parent / LABELS_FILE)
-    if num_classes is None and labels:
-        num_classes = len(labels)
     if num_classes is None:
         default_cfg = timm.models.get_pretrained_cfg(spec.arch)
         classifier = (default_cfg.classifier if default_cfg else None) or "fc"
-        head = state_dict.get(f"{classifier}.weight")
-        num_classes = int(head.shape[0]) if head is not None else 1000
+        head = header.get(f"{classifier}.weight")
+        num_classes = int(head[0]) if head is not None else 1000
     pretrained_cfg["num_classes"] = num_classes
     for key in ("label_names", "label_descriptions"):
         if key in config:
             pretrained_cfg[key] = config[key]
     # timm's exporter records num_classes inside model_args too; one value, the resolved one.
-    model_args = {**config.get("model_args", {}), "num_classes": num_classes}
-    model = timm.create_model(spec.arch, pretrained=False, pretrained_cfg_overlay=pretrained_cfg, **model_args)
-    model.load_state_dict(state_dict, strict=True)
-    return model
+    return pretrained_cfg, {**config.get("model_args", {}), "num_classes": num_classes}
 
 
-def _labels_for(model: torch.nn.Module, weights_path: Path) -> list[str]:
+def _failure_message(spec: ModelSpec, weights: ResolvedWeights, err: Exception) -> str:
+    """The most specific message for a load that failed: what ``check`` finds, or the error itself."""
+    try:
+        check(spec, weights)
+    except ModelLoadError as found:
+        return str(found)
+    except Exception:  # the check itself failed: fall back to the original error
+        pass
+    fix = _refetch_fix(spec, weights)
+    if not _is_safetensors(weights):
+        return release_failure(spec.name, weights.path, err, fix)
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"Model {spec.name!r}: the weights at {weights.path} do not load ({text}). {fix}"
+
+
+def _labels_file_problem(spec: ModelSpec, num_classes: int, weights_path: Path) -> None:
+    """A labels.txt beside the weights must name every class; one of another length is an error."""
+    folder = weights_path if weights_path.is_dir() else weights_path.parent
+    lines = _read_labels(folder / LABELS_FILE)
+    if lines and len(lines) != num_classes:
+        raise ModelLoadError(labels_mismatch(spec.name, folder / LABELS_FILE, len(lines), num_classes))
+
+
+def _labels_for(spec: ModelSpec, model: torch.nn.Module, weights_path: Path) -> list[str]:
     """Display names: labels.txt beside the weights, the config's names, or timm's ImageNet metadata."""
     from timm.data import ImageNetInfo, infer_imagenet_subset
 
     num_classes = model.num_classes
+    _labels_file_problem(spec, num_classes, weights_path)
     folder = weights_path if weights_path.is_dir() else weights_path.parent
     cfg = model.pretrained_cfg
     names = list(cfg.get("label_names") or [])
@@ -136,10 +211,37 @@ def _read_labels(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, spec: ModelSpec | None = None) -> dict:
     if not path.is_file():
         return {}
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:
+        config = err
+    if not isinstance(config, dict):
+        name = spec.name if spec else path.parent.name
+        raise ModelLoadError(f"Model {name!r}: {path} is not a readable JSON object ({config}). Fix: restore it "
+                             f"(`python -m senet_demo download {name}` for a Hub model, timm.models.save_for_hf for "
+                             f"your own).")
+    return config
+
+
+def _folder_config(spec: ModelSpec, folder: Path) -> dict:
+    return _read_json(folder / CONFIG_FILE, spec)
+
+
+def architecture_problem(spec: ModelSpec) -> str | None:
+    """Why timm cannot build the SPEC's architecture (an unknown name, a broken config.json), or None."""
+    arch, where = spec.arch, "the SPEC"
+    if spec.source and not spec.source.startswith("hf-hub:"):
+        path = Path(spec.source)
+        if path.is_dir():
+            try:
+                arch = _folder_config(spec, path).get("architecture", arch)
+            except ModelLoadError as err:
+                return str(err)
+            where = f"'architecture' of {path / CONFIG_FILE}"
+    return unknown_architecture(spec.name, arch, where)
 
 
 def architecture_se_blocks(spec: ModelSpec) -> list:
@@ -149,17 +251,17 @@ def architecture_se_blocks(spec: ModelSpec) -> list:
     from .se_blocks import find_se_blocks
 
     arch, model_args = spec.arch, {}
-    if spec.source and not spec.source.startswith("hf-hub:"):
-        # the same rule as load_model: a folder's config.json names the architecture; a single file is ARCH
-        path = Path(spec.source)
-        config = _read_json((path if path.is_dir() else path.parent) / CONFIG_FILE)
-        model_args = config.get("model_args", {})
-        if path.is_dir():
-            arch = config.get("architecture", arch)
     try:
+        if spec.source and not spec.source.startswith("hf-hub:"):
+            # the same rule as load_model: a folder's config.json names the architecture; a single file is ARCH
+            path = Path(spec.source)
+            config = _read_json((path if path.is_dir() else path.parent) / CONFIG_FILE)
+            model_args = config.get("model_args", {})
+            if path.is_dir():
+                arch = config.get("architecture", arch)
         with torch.device("meta"):
             model = timm.create_model(arch, pretrained=False, **model_args)
-    except Exception:  # an architecture timm cannot build will fail later with a clear message
+    except Exception:  # an architecture timm cannot build: architecture_problem() says why
         return []
     return find_se_blocks(model)
 
@@ -186,6 +288,10 @@ class ModelRegistry:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def architecture_problem(self, name: str) -> str | None:
+        """Why timm cannot build this model's architecture, or None; from the SPEC alone."""
+        return architecture_problem(self.specs[name])
 
     def se_blocks(self, name: str) -> list:
         """A model's SE blocks from its structure alone: no weights are loaded or downloaded."""

@@ -38,17 +38,26 @@ class Services:
             return self._gallery
 
     def model_status(self) -> dict[str, str]:
-        """Per model, where its weights are (or what is missing), without loading or downloading."""
+        """Per model, where its weights are, or what is wrong and the fix; reads metadata only (a safetensors
+        header, the architecture on the meta device), never loads or downloads weights."""
+        from .models import ModelLoadError, check
+
         status = {}
         for name, spec in self.registry.specs.items():  # ensemble and Explain models
             if self.registry.is_loaded(name):
                 status[name] = f"loaded ({self.registry.get(name).weights.origin})"
                 continue
+            problem = self.registry.architecture_problem(name)
+            if problem:
+                status[name] = problem
+                continue
             try:
-                status[name] = f"ready ({resolve(spec, self.config.weights_dir, offline=True).origin})"
+                weights = resolve(spec, self.config.weights_dir, offline=True)
+                check(spec, weights)
+                status[name] = f"ready ({weights.origin})"
             except WeightsNotFound as err:
                 downloadable = is_downloadable(spec) and not self.config.offline
                 status[name] = "downloads on first use (with a progress bar)" if downloadable else str(err)
-            except ValueError as err:  # a SPEC timm cannot resolve
+            except (ModelLoadError, ValueError) as err:  # a broken checkpoint, or a SPEC timm cannot resolve
                 status[name] = str(err)
         return status

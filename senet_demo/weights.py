@@ -89,6 +89,11 @@ def hub_repo_for(spec: ModelSpec) -> str | None:
         if cfg is not None and not cfg.hf_hub_id and cfg.url:
             return None
         if cfg is None or not cfg.hf_hub_id:
+            from .checkpoint import unknown_architecture
+
+            unknown = unknown_architecture(spec.name, spec.arch)
+            if unknown:
+                raise SpecError(unknown)
             raise SpecError(
                 f"timm knows no Hub weights for {spec.arch!r}. Use a pretrained name such as "
                 f"'resnet152d.gluon_in1k', or give a SOURCE: {spec.arch}=hf-hub:org/name or a local path."

@@ -15,7 +15,7 @@ from torchvision import transforms as T
 
 import senet_demo.models as models_module
 from helpers import LABELS, RESNET_DATA, SENET_DATA, make_config
-from senet_demo.models import ModelRegistry
+from senet_demo.models import ModelLoadError, ModelRegistry
 
 MODES = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
 
@@ -135,9 +135,27 @@ def test_labels_txt_wins_over_config_names(tmp_path, tiny_resnet):
     assert _labels(tmp_path, _folder_with(tmp_path, tiny_resnet, labels_txt=txt)) == txt
 
 
-def test_labels_txt_of_the_wrong_length_is_ignored(tmp_path, tiny_resnet):
+def test_labels_txt_of_the_wrong_length_is_refused_with_the_counts(tmp_path, tiny_resnet):
     folder = _folder_with(tmp_path, tiny_resnet, labels_txt=["only", "five", "names", "for", "six"])
-    assert _labels(tmp_path, folder) == LABELS
+    with pytest.raises(ModelLoadError) as caught:
+        _labels(tmp_path, folder)
+    message = str(caught.value)
+    assert f"resnet50d={folder}" in message
+    assert f"{folder / 'labels.txt'} has 5 lines but the checkpoint has 6 classes" in message
+    assert "labels.txt must have 6 lines" in message
+
+
+def test_labels_txt_beside_a_single_file_without_config_must_match_its_head(tmp_path):
+    """The class count comes from the checkpoint's head, so a short labels.txt is named, not a size mismatch."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights_file = tmp_path / "four.safetensors"
+    save_file(timm.create_model("test_resnet", num_classes=4).state_dict(), str(weights_file))
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    spec = f"test_resnet={weights_file}"
+    with pytest.raises(ModelLoadError, match="has 3 lines but the checkpoint has 4 classes"):
+        ModelRegistry(make_config(tmp_path, [spec])).get(spec)
 
 
 def test_label_descriptions_are_shown_for_label_names(tmp_path, tiny_resnet):
@@ -181,7 +199,7 @@ def test_a_fine_tuned_thousand_class_model_keeps_its_own_label_names(tmp_path):
     from timm.models import save_for_hf
 
     from senet_demo.config import AppConfig
-    from senet_demo.models import ModelRegistry
+    from senet_demo.models import ModelLoadError, ModelRegistry
 
     names = [f"product {i}" for i in range(1000)]
     model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)
@@ -197,7 +215,7 @@ def test_wordnet_ids_are_shown_as_imagenet_descriptions(tmp_path):
     from timm.models import save_for_hf
 
     from senet_demo.config import AppConfig
-    from senet_demo.models import ModelRegistry
+    from senet_demo.models import ModelLoadError, ModelRegistry
 
     info = ImageNetInfo()
     model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)

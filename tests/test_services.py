@@ -18,7 +18,7 @@ def test_status_of_present_missing_and_unknown_models(tmp_path, resnet_name):
     assert list(status) == [resnet_name, MISSING, "no_such_architecture"]
     assert status[resnet_name] == "ready (local)"
     assert MISSING in status[MISSING] and f"python -m senet_demo download {MISSING}" in status[MISSING]
-    assert "timm knows no Hub weights for 'no_such_architecture'" in status["no_such_architecture"]
+    assert "timm has no architecture called 'no_such_architecture'" in status["no_such_architecture"]
     assert not any(services.registry.is_loaded(name) for name in status)  # nothing was loaded
 
 

@@ -271,7 +271,7 @@ def test_pickle_disguised_as_safetensors_is_not_unpickled(tmp_path, tiny_resnet)
     marker = tmp_path / "unpickled"
     fake = pickle_trap(tmp_path / "model.safetensors", marker)
     shutil.copyfile(tiny_resnet.folder / "config.json", tmp_path / "config.json")
-    with pytest.raises(ModelLoadError, match="do not load"):
+    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
         load(f"resnet50d={fake}", tmp_path)
     with pytest.raises(ModelLoadError):
         load(f"resnet50d={tmp_path}", tmp_path)  # the same file as a folder's model.safetensors
