@@ -4,12 +4,15 @@ Everything a visitor sends goes through ``load_image``: size limits are checked
 before and after decoding (decompression bombs), EXIF orientation is applied,
 and palette, grayscale, CMYK, 16-bit and alpha images all become 8-bit RGB,
 with transparency composited on white. Failures raise ``ImageError`` whose
-message is safe to show to the visitor.
+message is safe to show to the visitor: it names the file when there is one,
+says what is wrong (for a file that is not a photo, what it looks like) and
+what to do about it.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,28 +23,43 @@ from .config import Limits
 BACKGROUND = (255, 255, 255)
 # Photo formats only: Pillow's other plugins include EPS, which runs Ghostscript on the visitor's file.
 DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO files
+READABLE = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is meant for the user."""
 
 
-def load_image(source, limits: Limits = Limits()) -> Image.Image:
-    """Decode ``source`` (path, bytes, PIL image or HxW[xC] array) into an RGB image."""
+def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Image.Image:
+    """Decode ``source`` (path, bytes, PIL image or HxW[xC] array) into an RGB image.
+
+    ``name`` is how messages call the file; a path's own file name by default.
+    """
     if source is None:
         raise ImageError("No image given. Upload a photo or pick an example.")
+    if name is None and isinstance(source, (str, Path)):
+        name = Path(source).name
+    name = shown_name(name)
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, np.ndarray):
         image = _from_array(source)
     else:
-        image = _open(source, limits)
-    _check_pixels(image.size, limits)
+        image = _open(source, limits, name)
+    _check_pixels(image.size, limits, name)
     try:
         image = ImageOps.exif_transpose(image)
         return to_rgb(image)
     except Exception as err:  # e.g. a broken EXIF block or palette
-        raise ImageError(f"The image could not be decoded ({err}). Try re-saving it as JPEG or PNG.") from err
+        raise _error(name, f"could not be decoded ({err}); re-save it as JPEG or PNG and try again") from err
+
+
+def shown_name(name: str | None) -> str | None:
+    """A visitor's file name made safe to quote in a message (no markup, no paths, bounded length)."""
+    if not name:
+        return None
+    cleaned = re.sub(r"[^\w .()+-]+", "_", Path(str(name)).name).strip()
+    return (cleaned[:60] + "…" if len(cleaned) > 61 else cleaned) or None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -70,36 +88,99 @@ def content_hash(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def _open(source, limits: Limits) -> Image.Image:
+def _open(source, limits: Limits, name: str | None) -> Image.Image:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"No such file: {path.name}")
+            raise ImageError(f"No such file: {name}")
         if path.stat().st_size > limits.max_image_bytes:
-            raise ImageError(_too_big(path.stat().st_size, limits))
+            raise _error(name, _too_big(path.stat().st_size, limits))
         data = path.read_bytes()
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
         raise ImageError(f"Unsupported input of type {type(source).__name__}.")
     if len(data) > limits.max_image_bytes:
-        raise ImageError(_too_big(len(data), limits))
+        raise _error(name, _too_big(len(data), limits))
     if not data:
-        raise ImageError("The file is empty.")
+        raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
     Image.init()  # register every plugin, so the formats named below are known
     try:
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
-        _check_pixels(image.size, limits)  # from the header, before any pixel is decoded
+        _check_pixels(image.size, limits, name)  # from the header, before any pixel is decoded
         image.load()
     except ImageError:
         raise
-    except Image.DecompressionBombError:
-        raise ImageError(f"The image is too large to decode safely (limit {limits.max_image_pixels:,} pixels).")
+    except Image.DecompressionBombError:  # Pillow's own, larger limit, raised before ours could run
+        size = _declared_size(data)
+        if size:
+            _check_pixels(size, limits, name)
+        raise _error(name, f"has too many pixels (over {limits.max_image_pixels:,}); scale it down and try again")
     except UnidentifiedImageError:
-        raise ImageError("This file is not an image this app reads (JPEG, PNG, WebP, GIF, BMP or TIFF).")
+        raise _error(name, _not_readable(data)) from None
     except Exception as err:  # a decoder can fail in many ways; none may reach the visitor as a traceback
-        raise ImageError(f"The image is corrupt or truncated ({type(err).__name__}: {err}).") from err
+        raise _error(name, f"is truncated or corrupt ({err}); re-save it as JPEG or PNG and try again") from err
     return image
+
+
+# (signature, what it is, whether it is a picture in a format this app does not read)
+_SIGNATURES = [
+    (b"%PDF", "a PDF document", False),
+    (b"%!PS", "a PostScript file", True),
+    (b"\xc5\xd0\xd3\xc6", "a PostScript file", True),
+    (b"PK\x03\x04", "a zip archive", False),
+    (b"8BPS", "a Photoshop document", True),
+    (b"\xff\x4f\xff\x51", "a JPEG 2000 image", True),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", True),
+    (b"II*\x00\x10\x00\x00\x00CR", "a camera raw file (CR2)", True),
+    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image", True),
+    (b"\xff\x0a", "a JPEG XL image", True),
+]
+_HEIC, _HEIF, _AVIF = "a HEIC photo", "a HEIF image", "an AVIF image"
+_FTYP_BRANDS = {b"heic": _HEIC, b"heix": _HEIC, b"heim": _HEIC, b"heis": _HEIC, b"hevc": _HEIC, b"hevx": _HEIC,
+                b"mif1": _HEIF, b"msf1": _HEIF, b"avif": _AVIF, b"avis": _AVIF}
+
+
+def _not_readable(data: bytes) -> str:
+    """What to tell a visitor whose file no allowed decoder accepts: what it looks like, and what to do."""
+    kind, picture = None, False
+    for signature, what, is_picture in _SIGNATURES:
+        if data.startswith(signature):
+            kind, picture = what, is_picture
+            break
+    if kind is None and data[4:8] == b"ftyp":  # ISO base media: HEIC/AVIF photos, MP4/MOV videos
+        brand = data[8:12]
+        kind, picture = (_FTYP_BRANDS[brand], True) if brand in _FTYP_BRANDS else ("a video (MP4/MOV)", False)
+    if kind is None and b"<svg" in data[:1024].lower():
+        kind, picture = "an SVG drawing", True
+    if kind is None and _looks_like_text(data[:1024]):
+        kind = "a text file"
+    if picture:
+        return f"is {kind}, which this app does not read: convert it to JPEG or PNG and upload that"
+    looks = f" (it looks like {kind})" if kind else ""
+    return f"is not an image this app reads{looks}; upload a {READABLE} photo"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # not just a character cut in two at the end
+            return False
+        text = head[:err.start].decode("utf-8")
+    return bool(text) and all(c.isprintable() or c in "\r\n\t\f" for c in text)
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the header alone, without Pillow's decompression-bomb check."""
+    for fmt in DECODABLE_FORMATS:
+        factory, accept = Image.OPEN[fmt]
+        if accept is None or accept(data[:16]):
+            try:
+                return factory(io.BytesIO(data), "").size
+            except Exception:
+                continue
+    return None
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -121,13 +202,26 @@ def _scale_to_8bit(image: Image.Image, full_range: float | None = None) -> Image
     return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
-def _check_pixels(size: tuple[int, int], limits: Limits) -> None:
+def _check_pixels(size: tuple[int, int], limits: Limits, name: str | None = None) -> None:
     width, height = size
     if width * height > limits.max_image_pixels:
-        raise ImageError(f"The image is {width}x{height}; the limit is {limits.max_image_pixels:,} pixels.")
+        raise _error(name, f"has too many pixels: {width:,}×{height:,} = {width * height:,} > "
+                           f"{limits.max_image_pixels:,}; scale it down and try again")
     if min(width, height) < limits.min_image_side:
-        raise ImageError(f"The image is {width}x{height}; it needs at least {limits.min_image_side} px per side.")
+        raise _error(name, f"is too small: {width}×{height} px; each side needs at least "
+                           f"{limits.min_image_side} px")
 
 
 def _too_big(size: int, limits: Limits) -> str:
-    return f"The file is {size / 2**20:.1f} MB; the limit is {limits.max_image_bytes / 2**20:.0f} MB."
+    return (f"is too big: {size_text(size)} > {size_text(limits.max_image_bytes)}; "
+            f"scale it down or save it as JPEG and try again")
+
+
+def size_text(size: int) -> str:
+    """A byte count as a visitor reads it: MB from 1 MB up, exact bytes below."""
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size:,} bytes"
+
+
+def _error(name: str | None, problem: str) -> ImageError:
+    """``problem`` is a predicate ("is an empty file …"); the subject is the file's name or "The image"."""
+    return ImageError(f"{name or 'The image'} {problem}.")

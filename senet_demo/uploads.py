@@ -1,12 +1,13 @@
 """Visitor uploads that extend the gallery for one session only.
 
 Uploads are untrusted: a zip member with an absolute path or ``..`` rejects
-the whole zip; counts and uncompressed sizes are capped; every file must
-decode as an image (others are skipped with a message); names are reduced to
-safe characters. Files land in a per-session temporary folder that no other
-visitor can reach and that is deleted when the session ends (or, if it never
-ends cleanly, at the next start a day later). Their features are kept in
-memory only, never in the shared on-disk feature store.
+the whole zip; counts and uncompressed sizes are capped, first from the zip's
+directory (before anything is extracted), then while reading (a directory can
+lie); every file must decode as an image (others are skipped with a message);
+names are reduced to safe characters. Files land in a per-session temporary
+folder that no other visitor can reach and that is deleted when the session
+ends (or, if it never ends cleanly, at the next start a day later). Their
+features are kept in memory only, never in the shared on-disk feature store.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from .config import Limits
 from .gallery import IMAGE_SUFFIXES, GalleryItem, file_digest
-from .images import ImageError, load_image
+from .images import ImageError, load_image, shown_name, size_text
 
 DEFAULT_LABEL = "uploaded"
 MAX_SKIP_MESSAGES = 10
@@ -79,22 +80,28 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
             if len(skipped) > MAX_SKIP_MESSAGES:
                 messages.append(f"… and {len(skipped) - MAX_SKIP_MESSAGES} more files that are not images.")
         else:
-            if total + path.stat().st_size > limits.max_upload_total_bytes:  # before reading it into memory
+            size = path.stat().st_size
+            if total + size > limits.max_upload_total_bytes:  # before reading it into memory
                 raise UploadError(_too_large(limits))
+            if size > limits.max_image_bytes:
+                messages.append(f"Skipped {shown_name(path.name)}: {size_text(size)}, more than the "
+                                f"{size_text(limits.max_image_bytes)} an image may have.")
+                continue
             entries = [(default_label, path.name, path.read_bytes())]
         for entry in entries:
             total += len(entry[2])
             candidates.append(entry)
         if len(candidates) > limits.max_upload_files:
-            raise UploadError(f"Too many files: at most {limits.max_upload_files} images per upload.")
+            raise UploadError(f"Too many files: at most {limits.max_upload_files} images per upload; "
+                              f"nothing was added.")
         if total > limits.max_upload_total_bytes:
             raise UploadError(_too_large(limits))
 
     for entry_label, name, data in candidates:
         try:
-            load_image(data, limits)
+            load_image(data, limits, name=name)
         except ImageError as err:
-            messages.append(f"Skipped {name}: {err}")
+            messages.append(f"Skipped {err}")
             continue
         folder = session_dir / safe_name(entry_label, default_label)
         folder.mkdir(parents=True, exist_ok=True)
@@ -106,7 +113,7 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
 
 
 def _too_large(limits: Limits) -> str:
-    return f"The upload is too large: at most {limits.max_upload_total_bytes // 2**20} MB in all."
+    return f"The upload is too large: at most {size_text(limits.max_upload_total_bytes)} in all; nothing was added."
 
 
 def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
@@ -114,37 +121,61 @@ def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[t
     try:
         return _read_zip(path, default_label, limits)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as err:
-        # a corrupt member (bad CRC, truncated data) or an unsupported compression method
-        raise UploadError(f"The zip could not be read ({err}).") from err
+        # a corrupt member (bad CRC, truncated data, a size in the directory that the data does not
+        # match) or an unsupported compression method
+        raise UploadError(f"{shown_name(path.name)} is damaged or does not match its own directory "
+                          f"({_quoted(str(err))}); nothing was added. Re-create the zip and try again.") from err
 
 
 def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
+    zip_name = shown_name(path.name)
     with zipfile.ZipFile(path) as archive:
-        if len(archive.infolist()) > 10 * limits.max_upload_files:  # a huge directory of tiny entries
-            raise UploadError(f"The zip lists too many entries: at most {limits.max_upload_files} images.")
-        infos = [info for info in archive.infolist() if not info.is_dir()]
+        listed = archive.infolist()
+        if len(listed) > 10 * limits.max_upload_files:  # a huge directory of tiny entries: refuse unread
+            raise UploadError(f"{zip_name} lists {len(listed):,} files; at most {limits.max_upload_files} images "
+                              f"go in one upload, so nothing was added. Split it into smaller zips.")
+        infos = [info for info in listed if not info.is_dir()]
         for info in infos:
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
             if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-                raise UploadError(f"The zip was rejected: entry {info.filename!r} points outside the archive.")
+                raise UploadError(f"{zip_name} was rejected: its entry '{_quoted(info.filename)}' points outside "
+                                  f"the archive. Nothing was added.")
         infos = [i for i in infos if not _hidden(i.filename)]  # .DS_Store, ._photo.jpg, __MACOSX/: skipped silently
-        skipped = [PurePosixPath(i.filename).name for i in infos
+        skipped = [_quoted(PurePosixPath(i.filename).name) for i in infos
                    if Path(i.filename).suffix.lower() not in IMAGE_SUFFIXES]
         infos = [i for i in infos if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES]
         if len(infos) > limits.max_upload_files:
-            raise UploadError(f"Too many files in the zip: at most {limits.max_upload_files} images.")
+            raise UploadError(f"Too many files in {zip_name}: {len(infos):,} images, at most "
+                              f"{limits.max_upload_files}; nothing was added.")
+        for info in infos:  # sizes as the directory states them, before anything is extracted
+            if info.file_size > limits.max_image_bytes:
+                raise UploadError(_member_too_big(zip_name, info.filename, info.file_size, limits))
         if sum(i.file_size for i in infos) > limits.max_upload_total_bytes:
-            raise UploadError(f"The zip unpacks to more than {limits.max_upload_total_bytes // 2**20} MB.")
+            raise UploadError(f"{zip_name} unpacks to more than {size_text(limits.max_upload_total_bytes)}; "
+                              f"nothing was added.")
         entries = []
         for info in infos:
             with archive.open(info) as member:
                 data = member.read(limits.max_image_bytes + 1)  # never trust the declared size
             if len(data) > limits.max_image_bytes:
-                raise UploadError(f"{info.filename} is larger than {limits.max_image_bytes // 2**20} MB.")
+                raise UploadError(_member_too_big(zip_name, info.filename, len(data), limits))
             parts = PurePosixPath(info.filename).parts
             label = parts[-2] if len(parts) >= 2 else default_label
             entries.append((label, parts[-1], data))
         return entries, skipped
+
+
+def _member_too_big(zip_name: str, member: str, size: int, limits: Limits) -> str:
+    most = limits.max_image_bytes
+    amount = f"more than {size_text(most)}" if size == most + 1 else size_text(size)  # most + 1: a capped read
+    return (f"{zip_name} was rejected: '{_quoted(member)}' unpacks to {amount}, and an image may have at most "
+            f"{size_text(most)}. Nothing was added.")
+
+
+def _quoted(text: str, limit: int = 80) -> str:
+    """A name from inside an upload, safe to quote: no markup, bounded length."""
+    cleaned = re.sub(r"[^\w ./()+'-]+", "_", text)
+    return cleaned[:limit] + "…" if len(cleaned) > limit + 1 else cleaned
 
 
 def _hidden(filename: str) -> bool:

@@ -178,20 +178,20 @@ def test_exif_orientation_is_applied(orientation, size):
 
 def test_truncated_jpeg():
     data = encode(random_image(64, 64), "JPEG")
-    with pytest.raises(ImageError, match="corrupt or truncated"):
+    with pytest.raises(ImageError, match="truncated or corrupt"):
         load_image(data[: len(data) // 2])
 
 
 def test_truncated_png():
     data = encode(random_image(64, 64), "PNG")
-    with pytest.raises(ImageError, match="corrupt or truncated"):
+    with pytest.raises(ImageError, match="truncated or corrupt"):
         load_image(data[: len(data) // 2])
 
 
 def test_corrupt_pixel_data():
     data = bytearray(encode(random_image(64, 64), "PNG"))
     data[200:260] = b"\x00" * 60  # garbage inside the compressed stream
-    with pytest.raises(ImageError, match="corrupt or truncated"):
+    with pytest.raises(ImageError, match="truncated or corrupt"):
         load_image(bytes(data))
 
 
@@ -217,16 +217,16 @@ def test_empty_file(tmp_path):
 def test_decompression_bomb_is_refused_before_decoding():
     bomb = encode(Image.new("L", (3000, 3000)), "PNG")  # 9 Mpx in a few kB
     assert len(bomb) < 50_000
-    with pytest.raises(ImageError, match="limit is 1,000,000 pixels"):
+    with pytest.raises(ImageError, match=r"too many pixels: 3,000×3,000 = 9,000,000 > 1,000,000"):
         load_image(bomb, Limits(max_image_pixels=1_000_000))
     assert load_image(bomb, Limits(max_image_pixels=9_000_000)).size == (3000, 3000)
 
 
 def test_pixel_limit_applies_to_pil_and_array_inputs():
     limits = Limits(max_image_pixels=10_000)
-    with pytest.raises(ImageError, match="10,000 pixels"):
+    with pytest.raises(ImageError, match="20,000 > 10,000"):
         load_image(Image.new("RGB", (200, 100)), limits)
-    with pytest.raises(ImageError, match="10,000 pixels"):
+    with pytest.raises(ImageError, match="20,000 > 10,000"):
         load_image(np.zeros((100, 200, 3), np.uint8), limits)
 
 
@@ -236,13 +236,13 @@ def test_oversized_bytes(tmp_path):
     path = tmp_path / "big.png"
     path.write_bytes(data)
     for source in (data, path):
-        with pytest.raises(ImageError, match="the limit is"):
+        with pytest.raises(ImageError, match=f"too big: {len(data):,} bytes > {len(data) - 1:,} bytes"):
             load_image(source, limits)
     assert load_image(data, Limits(max_image_bytes=len(data))).size == (64, 64)
 
 
 def test_too_small_image():
-    with pytest.raises(ImageError, match="at least 8 px"):
+    with pytest.raises(ImageError, match="too small: 7×100 px; each side needs at least 8 px"):
         load_image(encode(Image.new("RGB", (7, 100)), "PNG"))
     assert load_image(encode(Image.new("RGB", (8, 8)), "PNG")).size == (8, 8)
 
@@ -279,9 +279,55 @@ def test_postscript_is_refused_without_running_ghostscript(tmp_path, monkeypatch
 
     monkeypatch.setattr(subprocess, "Popen", no_subprocess)
     monkeypatch.setattr(subprocess, "check_call", no_subprocess)
-    with pytest.raises(ImageError, match="not an image this app reads"):
+    with pytest.raises(ImageError, match="is a PostScript file, which this app does not read"):
         load_image(buffer.getvalue())
     renamed = tmp_path / "photo.jpg"
     renamed.write_bytes(buffer.getvalue())
     with pytest.raises(ImageError):
         load_image(renamed)
+
+
+# ---------------------------------------------------------------- messages a visitor reads
+
+
+def test_messages_name_the_file_and_say_what_it_looks_like(tmp_path):
+    from bad_inputs import MINIMAL_PDF, heic_header
+
+    cases = {
+        "invoice.jpg": (MINIMAL_PDF, r"^invoice\.jpg is not an image this app reads \(it looks like a PDF document\)"),
+        "notes.jpg": (b"Dear all,\nthe seminar starts at ten.\n", r"^notes\.jpg .*looks like a text file"),
+        "IMG_0001.heic": (heic_header(), r"^IMG_0001\.heic is a HEIC photo, which this app does not read: "
+                                         r"convert it to JPEG or PNG"),
+        "clip.jpg": (b"\x00\x00\x00\x18ftypmp42" + bytes(40), r"^clip\.jpg .*looks like a video"),
+        "blob.jpg": (bytes(range(256)) * 4, r"^blob\.jpg is not an image this app reads; upload a JPEG, PNG"),
+    }
+    for name, (data, message) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ImageError, match=message):
+            load_image(tmp_path / name)
+    with pytest.raises(ImageError, match=r"^The image is a HEIC photo"):  # bytes: no name to give
+        load_image(heic_header())
+
+
+def test_avif_is_refused_although_pillow_could_read_it():
+    """Only the photo formats listed are decoded, whatever plugins this Pillow has."""
+    data = encode(random_image(32, 32), "AVIF")
+    with pytest.raises(ImageError, match="is an AVIF image, which this app does not read"):
+        load_image(data)
+
+
+def test_a_given_name_is_sanitised_before_it_is_quoted():
+    with pytest.raises(ImageError) as caught:
+        load_image(b"", name="../../<img src=x onerror=alert(1)> holiday.jpg")
+    message = str(caught.value)
+    assert message.startswith("_img src_x onerror_alert(1)_ holiday.jpg is an empty file")  # no folders, no markup
+
+
+def test_a_bomb_past_pillows_own_limit_is_reported_with_its_size():
+    """Pillow refuses > 2 x MAX_IMAGE_PIXELS itself, before the app's check; the message still gives the size."""
+    from bad_inputs import bomb_png
+
+    side = 14_000  # 196 Mpx: over Pillow's 179 Mpx refusal
+    assert side * side > 2 * Image.MAX_IMAGE_PIXELS
+    with pytest.raises(ImageError, match=f"too many pixels: 14,000×14,000 = {side * side:,} > 40,000,000"):
+        load_image(bomb_png(side), name="bomb.png")

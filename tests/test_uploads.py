@@ -309,7 +309,7 @@ def test_a_session_holds_a_bounded_number_of_images(tmp_path, monkeypatch):
 def test_a_zip_listing_a_huge_number_of_entries_is_refused(tmp_path, session):
     members = {f"junk/{i}.txt": b"" for i in range(10 * 4 + 1)}
     archive = make_zip(tmp_path / "many.zip", members)
-    with pytest.raises(UploadError, match="too many entries"):
+    with pytest.raises(UploadError, match="many.zip lists 41 files; at most 4 images"):
         ingest([archive], session, limits=Limits(max_upload_files=4))
 
 
@@ -332,3 +332,73 @@ def test_stale_session_folders_are_swept_and_fresh_ones_kept(tmp_path, monkeypat
     os.utime(old, (two_days_ago, two_days_ago))
     assert uploads.sweep_stale_sessions() == 1
     assert not old.exists() and fresh.exists()
+
+
+# --- sizes: the zip's directory first, the bytes themselves second --------------------------------------------
+
+
+def _count_member_reads(monkeypatch) -> list:
+    opened = []
+    original = zipfile.ZipFile.open
+
+    def counting_open(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    return opened
+
+
+def test_a_member_declared_too_big_is_refused_before_anything_is_extracted(tmp_path, session, monkeypatch):
+    from bad_inputs import tiny_png, zip_with
+
+    limits = Limits(max_image_bytes=50_000)
+    archive = zip_with(tmp_path / "big.zip", {"beach/a.png": tiny_png(1), "beach/huge.png": bytes(60_000)})
+    assert archive.stat().st_size < 5_000  # small on disk, large unpacked
+    opened = _count_member_reads(monkeypatch)
+    with pytest.raises(UploadError, match=r"big.zip was rejected: 'beach/huge.png' unpacks to 60,000 bytes, "
+                                          r"and an image may have at most 50,000 bytes"):
+        ingest([archive], session, limits=limits)
+    assert opened == [] and files_under(session) == set()
+
+
+def test_a_member_whose_directory_entry_lies_is_refused_while_reading(tmp_path, session):
+    """The directory claims a few hundred bytes, the data inflates to more: only the claimed bytes are read,
+    and the mismatch refuses the zip."""
+    from bad_inputs import lying_zip, tiny_png
+
+    good = tiny_png(2)
+    archive = lying_zip(tmp_path / "liar.zip", "beach/liar.png", bytes(200_000), declared=len(good))
+    assert zipfile.ZipFile(archive).getinfo("beach/liar.png").file_size == len(good)
+    with pytest.raises(UploadError, match=r"^liar.zip is damaged or does not match its own directory \(Bad CRC"):
+        ingest([archive], session, limits=Limits(max_image_bytes=50_000))
+    assert files_under(session) == set()
+
+
+def test_a_zip_with_ten_thousand_tiny_images_is_refused_unread(tmp_path, session, monkeypatch):
+    from bad_inputs import tiny_png, zip_with
+
+    archive = zip_with(tmp_path / "many.zip", {f"tiny/{i:05d}.png": tiny_png(0) for i in range(10_000)})
+    opened = _count_member_reads(monkeypatch)
+    with pytest.raises(UploadError, match="many.zip lists 10,000 files; at most 200 images go in one upload"):
+        ingest([archive], session)
+    assert opened == [] and files_under(session) == set()
+
+
+def test_more_images_than_allowed_but_a_short_directory_are_refused_unread(tmp_path, session, monkeypatch):
+    from bad_inputs import tiny_png, zip_with
+
+    archive = zip_with(tmp_path / "some.zip", {f"tiny/{i}.png": tiny_png(0) for i in range(7)})
+    opened = _count_member_reads(monkeypatch)
+    with pytest.raises(UploadError, match="Too many files in some.zip: 7 images, at most 5"):
+        ingest([archive], session, limits=Limits(max_upload_files=5))
+    assert opened == []
+
+
+def test_a_loose_file_over_the_image_limit_is_skipped_unread(tmp_path, session):
+    big, small = write_images(tmp_path / "src", ["big.png", "small.jpg"])
+    limits = Limits(max_image_bytes=small.stat().st_size)
+    assert big.stat().st_size > limits.max_image_bytes
+    items, messages = ingest([big, small], session, limits=limits)
+    assert [item.path.name for item in items] == ["small.jpg"]
+    assert any(m.startswith("Skipped big.png:") and "an image may have" in m for m in messages), messages
