@@ -30,7 +30,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="gallery for Retrieve/Explain: a folder with one sub-folder per label, or "
                              "hf-dataset:org/name (default: the sample gallery in gallery/)")
     parser.add_argument("--weights-dir", metavar="DIR", help="where local weights live (default: weights/)")
-    return parser.parse_args(argv)
+    parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
+                        help="forward pass: ONNX Runtime (exported once, checked against PyTorch), eager PyTorch, "
+                             "or auto = ONNX Runtime when installed and valid, else PyTorch (default: auto)")
+    args = parser.parse_args(argv)
+    if args.engine == "onnx":
+        from senet_demo.onnx_backend import missing_packages
+
+        if missing_packages():
+            parser.error(f"--engine onnx: {missing_packages()}")
+    return args
 
 
 def main(argv=None) -> None:
@@ -43,7 +52,8 @@ def main(argv=None) -> None:
     from senet_demo.services import Services
     from senet_demo.ui import allowed_paths, build_demo
 
-    config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **_paths(args))
+    engine = {"engine": args.engine} if args.engine else {}
+    config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     services = Services.create(config)
     demo = build_demo(services)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,

@@ -53,6 +53,7 @@ def main(argv=None) -> int:
     explain.add_argument("--model", dest="model", metavar="SPEC", default=DEFAULT_MODELS[1],
                          help="an SE model SPEC (default: %(default)s)")
     _common(explain)
+    _engine(explain)
     explain.add_argument("--json", action="store_true", help="print JSON (default: one summary line per block)")
     explain.add_argument("image", metavar="IMAGE")
 
@@ -62,6 +63,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "offline", False):
         os.environ["HF_HUB_OFFLINE"] = "1"
+    if getattr(args, "engine", None) == "onnx":
+        from .onnx_backend import missing_packages
+
+        if missing_packages():
+            parser.error(f"--engine onnx: {missing_packages()}")
     handlers = {"download": _download, "classify": _classify, "retrieve": _retrieve,
                 "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0}
     if args.command == "download" and args.offline:
@@ -84,13 +90,22 @@ def _models(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
                         help="ARCH or ARCH=SOURCE; repeatable; replaces the default ensemble")
     _common(parser)
+    _engine(parser)
+
+
+def _engine(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
+                        help="ONNX Runtime, eager PyTorch, or auto = ONNX Runtime when installed and valid "
+                             "(default: auto)")
 
 
 def _services(args):
     from .config import AppConfig
     from .services import Services
 
-    return Services.create(AppConfig.from_specs(args.models, offline=args.offline, weights_dir=args.weights_dir))
+    engine = {"engine": args.engine} if args.engine else {}
+    return Services.create(AppConfig.from_specs(args.models, offline=args.offline, weights_dir=args.weights_dir,
+                                                **engine))
 
 
 def _download(args) -> int:

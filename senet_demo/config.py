@@ -129,6 +129,8 @@ class AppConfig:
     gallery_dir: Path = GALLERY_DIR
     feature_cache_dir: Path | None = None  # stored gallery features; None: beside the Hugging Face cache
     limits: Limits = field(default_factory=Limits)
+    # "auto" (ONNX Runtime where installed and validated, else eager) | "torch" | "onnx"; env SENET_ENGINE
+    engine: str = field(default_factory=lambda: os.environ.get("SENET_ENGINE", "auto"))
     queue: QueueSettings = field(default_factory=QueueSettings)
 
     @classmethod

@@ -4,13 +4,22 @@
 pre-logits embedding and, for SE models, every SE block's excitation vector,
 all averaged over the TTA views. Results are cached by image content hash in
 a bounded LRU, so switching tabs on the same image costs no second pass.
+
+The forward of a batch of views is done by a backend, chosen per model when
+it is first used: eager PyTorch (``EagerBackend``) or ONNX Runtime
+(``onnx_backend``, selected by ``auto`` or ``onnx``; eager with the reason
+logged when it cannot serve the model). The SE ablation and the feature maps
+need hooks inside the model, so they always run eagerly.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -20,6 +29,10 @@ from .ensemble import tta_batch
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
 from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, excitation_disabled, find_se_blocks
+
+log = logging.getLogger(__name__)
+
+ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -66,14 +79,91 @@ class LRUCache:
         return len(self._items)
 
 
-class Engine:
-    """Runs models on images, once per (model, image, TTA)."""
+class Backend(Protocol):
+    """Runs a batch of views: (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)})."""
 
-    def __init__(self, registry: ModelRegistry, cache_entries: int | None = None):
+    name: str
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+class EagerBackend:
+    """The model's own PyTorch forward, with the excitations captured by hooks."""
+
+    name = "torch"
+
+    def __init__(self, model: torch.nn.Module, blocks: list[SEBlock], reason: str | None = None):
+        self.model, self.blocks = model, blocks
+        self.reason = reason  # why ONNX Runtime is not used, when it was asked for
+
+    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        model = self.model
+        with torch.inference_mode(), capture_excitations(model, self.blocks) as excitations:
+            features = model.forward_features(batch)
+            embedding = model.forward_head(features, pre_logits=True)
+            logits = model.forward_head(features)
+        return logits.float(), embedding.float(), dict(excitations)
+
+
+class Engine:
+    """Runs models on images, once per (model, image, TTA).
+
+    ``backend`` is ``"torch"`` (eager PyTorch), ``"onnx"`` or ``"auto"`` (ONNX Runtime where it is
+    installed and the model's export validates, else eager); ONNX exports are cached in ``onnx_dir``
+    (default: ``onnx_export.default_cache_dir`` of the config's weights dir).
+    """
+
+    def __init__(self, registry: ModelRegistry, cache_entries: int | None = None, backend: str = "torch",
+                 onnx_dir: Path | None = None):
+        if backend not in ENGINES:
+            raise ValueError(f"Unknown engine {backend!r}; choose one of {', '.join(ENGINES)}.")
         self.registry = registry
+        self.mode = backend
+        self.onnx_dir = onnx_dir
         self.cache = LRUCache(cache_entries or registry.config.limits.result_cache_entries)
         self._blocks: dict[str, list[SEBlock]] = {}
+        self._backends: dict[str, Backend] = {}
+        self._backend_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
         self.forward_passes = 0  # count of real forward passes, for cache checks
+
+    def backend(self, name: str) -> Backend:
+        """The backend that runs ``name``'s shared forward (chosen, and exported if need be, on first use)."""
+        chosen = self._backends.get(name)
+        if chosen is None:
+            with self._locks_lock:
+                lock = self._backend_locks.setdefault(name, threading.Lock())
+            with lock:  # concurrent first requests export once; the others wait and reuse it
+                chosen = self._backends.get(name) or self._choose(name)
+                self._backends[name] = chosen
+        return chosen
+
+    def backend_name(self, name: str) -> str:
+        """"onnxruntime", "torch", or "torch; ONNX Runtime not used: <reason>" (for status texts)."""
+        chosen = self._backends.get(name)
+        if chosen is None:
+            return "torch" if self.mode == "torch" else f"{self.mode}, chosen on first use"
+        reason = getattr(chosen, "reason", None)
+        return f"{chosen.name}; {reason}" if reason else chosen.name
+
+    def _choose(self, name: str) -> Backend:
+        from . import onnx_backend
+
+        loaded = self.registry.get(name)
+        eager = EagerBackend(loaded.model, self.se_blocks(name))
+        if self.mode == "torch":
+            return eager
+        if self.onnx_dir is None:
+            from .onnx_export import default_cache_dir
+
+            self.onnx_dir = default_cache_dir(self.registry.config.weights_dir)
+        try:
+            return onnx_backend.prepare(loaded, self.se_blocks(name), self.onnx_dir, eager.forward)
+        except onnx_backend.OnnxUnavailable as err:
+            eager.reason = f"ONNX Runtime not used: {err}"
+            level = logging.WARNING if self.mode == "onnx" else logging.INFO
+            log.log(level, "%s: eager PyTorch; %s", name, eager.reason)
+            return eager
 
     def se_blocks(self, name: str) -> list[SEBlock]:
         """The SE blocks of a model (empty for models without SE)."""
@@ -87,7 +177,7 @@ class Engine:
         if cached is not None:
             return replace(cached, from_cache=True)
         loaded = self.registry.get(name)
-        outputs = self._forward(loaded, tta_batch(loaded.transform, image, tta), self.se_blocks(name))
+        outputs = self._forward(loaded, tta_batch(loaded.transform, image, tta), self.backend(name))
         self.cache.put(key, outputs)
         return outputs
 
@@ -95,7 +185,7 @@ class Engine:
         """One forward pass over several images (no TTA), e.g. to index a gallery."""
         loaded = self.registry.get(name)
         batch = torch.stack([loaded.transform(image) for image in images])
-        return self._forward(loaded, batch, self.se_blocks(name), per_image=True)
+        return self._forward(loaded, batch, self.backend(name), per_image=True)
 
     def run_ablated(self, name: str, image: Image.Image, disabled: list[SEBlock]) -> Outputs:
         """A fresh forward pass with the gates of ``disabled`` forced to 1 (SE as identity).
@@ -104,7 +194,8 @@ class Engine:
         """
         loaded = self.registry.get(name)
         with excitation_disabled(loaded.model, disabled):
-            return self._forward(loaded, tta_batch(loaded.transform, image), self.se_blocks(name))
+            eager = EagerBackend(loaded.model, self.se_blocks(name))
+            return self._forward(loaded, tta_batch(loaded.transform, image), eager)
 
     def feature_maps(self, name: str, image: Image.Image, block: SEBlock) -> np.ndarray:
         """The input U of one SE block, (C, H, W): the maps its excitation rescales.
@@ -123,13 +214,9 @@ class Engine:
         self.cache.put(key, maps)
         return maps
 
-    def _forward(self, loaded: LoadedModel, batch: torch.Tensor, blocks: list[SEBlock], per_image: bool = False):
-        model = loaded.model
+    def _forward(self, loaded: LoadedModel, batch: torch.Tensor, backend: Backend, per_image: bool = False):
         start = time.perf_counter()
-        with torch.inference_mode(), capture_excitations(model, blocks) as excitations:
-            features = model.forward_features(batch)
-            embedding = model.forward_head(features, pre_logits=True)  # (V, D)
-            logits = model.forward_head(features).float()  # (V, K)
+        logits, embedding, excitations = backend.forward(batch)
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.forward_passes += 1
         probs = logits.softmax(-1)
@@ -139,7 +226,7 @@ class Engine:
                     model=loaded.name,
                     probs=probs[i].numpy(),
                     log_probs=logits[i].log_softmax(-1).numpy(),
-                    embedding=embedding[i].float().numpy(),
+                    embedding=embedding[i].numpy(),
                     excitations={n: v[i].numpy() for n, v in excitations.items()},
                     latency_ms=latency_ms / len(batch),
                 )
@@ -149,7 +236,7 @@ class Engine:
             model=loaded.name,
             probs=probs.mean(0).numpy(),
             log_probs=logits.mean(0).log_softmax(-1).numpy(),
-            embedding=embedding.float().mean(0).numpy(),
+            embedding=embedding.mean(0).numpy(),
             excitations={n: v.mean(0).numpy() for n, v in excitations.items()},
             latency_ms=latency_ms,
             views=len(batch),

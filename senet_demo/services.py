@@ -22,8 +22,9 @@ class Services:
 
     @classmethod
     def create(cls, config: AppConfig) -> "Services":
+        """Everything for ``config``; ``config.engine`` picks the forward backend ("auto", "torch", "onnx")."""
         registry = ModelRegistry(config)
-        engine = Engine(registry)
+        engine = Engine(registry, backend=config.engine)
         return cls(config=config, registry=registry, engine=engine,
                    features=FeatureStore(engine, config.feature_cache_dir))
 
@@ -45,7 +46,8 @@ class Services:
         status = {}
         for name, spec in self.registry.specs.items():  # ensemble and Explain models
             if self.registry.is_loaded(name):
-                status[name] = f"loaded ({self.registry.get(name).weights.origin})"
+                status[name] = (f"loaded ({self.registry.get(name).weights.origin}); "
+                                f"engine: {self.engine.backend_name(name)}")
                 continue
             problem = self.registry.architecture_problem(name)
             if problem:

@@ -21,6 +21,7 @@ for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET
              "SENET_WEIGHTS_DIR"):
     os.environ.pop(_var, None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["SENET_ENGINE"] = "torch"  # eager unless a test asks for ONNX Runtime (tests/test_onnx_engine.py)
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(_HF_HOME, "gradio")
 

@@ -24,7 +24,7 @@ def test_status_of_present_missing_and_unknown_models(tmp_path, resnet_name):
 
 def test_status_of_a_loaded_model(tiny_services, resnet_name):
     tiny_services.registry.get(resnet_name)
-    assert tiny_services.model_status()[resnet_name] == "loaded (local)"
+    assert tiny_services.model_status()[resnet_name] == "loaded (local); engine: torch"
 
 
 def test_hub_model_online_downloads_on_first_use(tmp_path):

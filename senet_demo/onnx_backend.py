@@ -1,0 +1,128 @@
+"""ONNX Runtime behind the engine: one session per model, the same outputs as the eager forward.
+
+``prepare`` returns a ready ``OrtBackend`` for a loaded model: it opens the cached export when its
+record says it passed validation and the file is intact, otherwise exports and validates it first
+(see ``onnx_export``). Anything that keeps ONNX Runtime from serving a model raises ``OnnxUnavailable``
+with the reason; the engine then keeps eager PyTorch for that model and shows the reason.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import onnx_export as ox
+from .models import LoadedModel
+from .se_blocks import SEBlock
+
+log = logging.getLogger(__name__)
+
+NAME = "onnxruntime"
+
+
+class OnnxUnavailable(RuntimeError):
+    """ONNX Runtime cannot serve this model; the message says why."""
+
+
+def missing_packages() -> str | None:
+    """Why ONNX Runtime cannot be used at all (a package is missing), or None when it can."""
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError as err:
+        return f"ONNX Runtime is not installed ({err.name} missing: pip install onnxruntime onnx)"
+    return None
+
+
+def session_options():
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = os.cpu_count() or 1
+    return options
+
+
+class OrtBackend:
+    """Runs a batch of views through an ONNX Runtime session."""
+
+    name = NAME
+
+    def __init__(self, session, blocks: list[SEBlock], path: Path):
+        self.session, self.blocks, self.path = session, blocks, path
+        self._outputs = ox.output_names(blocks)
+
+    def forward(self, batch: torch.Tensor) -> ox.ForwardResult:
+        values = self.session.run(self._outputs, {ox.INPUT: batch.detach().float().contiguous().numpy()})
+        logits, embedding, *gates = (torch.from_numpy(v) for v in values)
+        return logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)}
+
+
+def open_session(path: Path, blocks: list[SEBlock]) -> OrtBackend:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    if names != ox.output_names(blocks):
+        raise OnnxUnavailable(f"the graph's outputs {names[:4]}... are not this model's")
+    return OrtBackend(session, blocks, path)
+
+
+def prepare(loaded: LoadedModel, blocks: list[SEBlock], cache_dir: Path,
+            eager: Callable[[torch.Tensor], ox.ForwardResult]) -> OrtBackend:
+    """A validated ONNX Runtime backend for ``loaded``, from the cache or exported now."""
+    missing = missing_packages()
+    if missing:
+        raise OnnxUnavailable(missing)
+    files = ox.export_files(cache_dir, loaded)
+    record = ox.read_sidecar(files.sidecar)
+    if record is not None and files.graph.is_file():
+        if not record.get("valid"):
+            if record.get("versions") == ox.versions():
+                raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
+                                      f"see {files.sidecar}")
+        else:
+            return _open_cached(files, record, blocks)
+    return _export(loaded, blocks, files, eager)
+
+
+def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock]) -> OrtBackend:
+    try:
+        if ox.file_sha256(files.graph) != record.get("sha256"):
+            raise OnnxUnavailable("its content does not match the sha256 recorded when it was validated")
+        backend = open_session(files.graph, blocks)
+    except Exception as err:
+        # A damaged cache file: remove it so that the next start exports afresh, and keep eager for now.
+        for path in (files.graph, files.sidecar):
+            path.unlink(missing_ok=True)
+        raise OnnxUnavailable(f"the cached export {files.graph.name} is corrupt ({err}); it was removed and "
+                              f"is made again on the next start") from err
+    log.info("%s: ONNX Runtime from %s", files.graph.stem, files.graph)
+    return backend
+
+
+def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
+            eager: Callable[[torch.Tensor], ox.ForwardResult]) -> OrtBackend:
+    start = time.perf_counter()
+    log.info("%s: exporting to ONNX (once) at %s", loaded.name, files.graph)
+    try:
+        digest = ox.export_graph(loaded, blocks, files.graph)
+        backend = open_session(files.graph, blocks)
+    except Exception as err:
+        files.graph.unlink(missing_ok=True)
+        raise OnnxUnavailable(f"the ONNX export failed: {type(err).__name__}: {err}") from err
+    report = ox.validate(loaded, eager, backend.forward)
+    record = {"model": loaded.name, "weights_identity": loaded.weights.identity, "file": files.graph.name,
+              "sha256": digest, "format": ox.FORMAT_VERSION, "opset": ox.OPSET, "outputs": ox.output_names(blocks),
+              "export_seconds": round(time.perf_counter() - start, 2), "versions": ox.versions(), **report}
+    ox.write_sidecar(files.sidecar, record)
+    if not report["valid"]:
+        raise OnnxUnavailable(f"its export failed validation against PyTorch ({report['reason']}); see {files.sidecar}")
+    log.info("%s: exported and validated in %.1f s (max |Δp| %.1e, same top-5)", loaded.name,
+             record["export_seconds"], report["max_abs_prob_diff"])
+    return backend
