@@ -113,8 +113,8 @@ class QueueSettings:
             raise ValueError(f"Queue settings must be positive: {self}")
 
     @property
-    def torch_threads(self) -> int:
-        """Intra-op threads per forward, so that all concurrent forwards together use each CPU once."""
+    def threads_per_forward(self) -> int:
+        """Intra-op threads per forward, so that the concurrent forwards together use each CPU once."""
         return max(1, _cpu_count() // self.inference_workers)
 
 

@@ -71,7 +71,7 @@ def test_model_events_share_one_pool_and_cheap_events_do_not(tmp_path, resnet_na
     # the status tracker (queue position, progress) is shown on every model event's outputs
     shown = {dep["id"]: dep["show_progress"] for dep in demo.get_config_file()["dependencies"]}
     assert all(shown[fn._id] == "full" for fn in model_fns)
-    assert torch.get_num_threads() == settings.torch_threads
+    assert torch.get_num_threads() == settings.threads_per_forward
     demo.close()
 
 
@@ -85,7 +85,7 @@ def test_queue_settings_reject_nonsense():
 def test_inference_workers_from_the_environment(monkeypatch):
     monkeypatch.setenv("SENET_INFERENCE_WORKERS", "5")
     assert QueueSettings().inference_workers == 5
-    assert QueueSettings().torch_threads >= 1
+    assert QueueSettings().threads_per_forward >= 1
 
 
 class HeldRuns:

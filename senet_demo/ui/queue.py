@@ -26,6 +26,6 @@ def configure_queue(demo: gr.Blocks, services: Services) -> gr.Blocks:
     settings = services.config.queue
     # N forwards at once, each with cores / N intra-op threads: together they use each core once
     # instead of N * cores threads spinning on the same cores.
-    torch.set_num_threads(settings.torch_threads)
+    torch.set_num_threads(settings.threads_per_forward)
     # api_open=False: Gradio's direct POST routes (/run/<api_name>) would otherwise skip the queue and its limits.
     return demo.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.max_size, api_open=False)
