@@ -1,0 +1,335 @@
+"""The ONNX Runtime engine: same outputs as eager PyTorch, exported once per weights, safe fallbacks.
+
+The SE-ResNeXt here is randomized (tests/se_models.py) so that its excitations differ between channels
+and images and switching SE off changes the prediction; conftest's tiny_senet keeps timm's zero-initialised
+last BN, which makes every SE block a no-op.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import se_models as sm
+from helpers import SENET_DATA, make_config, random_image
+from senet_demo import onnx_backend
+from senet_demo import onnx_export as ox
+from senet_demo.engine import Engine
+from senet_demo.services import Services
+
+pytest.importorskip("onnxruntime")
+
+
+def start(root, specs, engine="onnx") -> Services:
+    """A fresh app process, as far as the engine is concerned: new registry, new engine, same disk."""
+    return Services.create(make_config(root, specs, engine=engine))
+
+
+def exports(root) -> list:
+    return sorted((root / "weights" / "onnx").glob("*.onnx"))
+
+
+def assert_same_outputs(ort, eager, excitation_atol=1e-5):
+    np.testing.assert_allclose(ort.probs, eager.probs, atol=1e-4, rtol=0)
+    np.testing.assert_array_equal(np.argsort(-ort.probs)[:5], np.argsort(-eager.probs)[:5])
+    scale = np.abs(eager.embedding).max()
+    np.testing.assert_allclose(ort.embedding, eager.embedding, atol=1e-4 * scale, rtol=0)
+    assert list(ort.excitations) == list(eager.excitations)
+    for name, vector in eager.excitations.items():
+        np.testing.assert_allclose(ort.excitations[name], vector, atol=excitation_atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_senext(tmp_path_factory):
+    """A tiny SE-ResNeXt-D (the product's SE family) with randomized BN and SE layers."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(5)
+    model = timm.create_model("seresnext26d_32x4d", pretrained=False, layers=[1, 1, 1, 1],
+                              num_classes=len(sm.LABELS)).eval()
+    sm.randomize(model, 5)
+    folder = tmp_path_factory.mktemp("senext") / "seresnext26d"
+    save_for_hf(model, str(folder), safe_serialization=True, data_config=dict(SENET_DATA),
+                model_config={"label_names": list(sm.LABELS)})
+    return folder
+
+
+@pytest.fixture(scope="module")
+def senet_name(tiny_senext) -> str:
+    return f"seresnext26d_32x4d={tiny_senext}"
+
+
+@pytest.fixture(scope="module")
+def onnx_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("onnx-app")
+
+
+@pytest.fixture(scope="module")
+def onnx_services(onnx_root, resnet_name, senet_name):
+    return start(onnx_root, [resnet_name, senet_name])
+
+
+@pytest.fixture(scope="module")
+def eager_services(tmp_path_factory, resnet_name, senet_name):
+    return start(tmp_path_factory.mktemp("eager-app"), [resnet_name, senet_name], engine="torch")
+
+
+@pytest.fixture
+def engine(eager_services):
+    """A fresh eager engine (empty cache) over the same models."""
+    return Engine(eager_services.registry)
+
+
+# ---------------------------------------------------------------- same outputs as eager
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "tencrop"])
+def test_onnx_runtime_outputs_match_eager(onnx_services, engine, resnet_name, senet_name, tta):
+    image = random_image(seed=3)
+    for name in (resnet_name, senet_name):
+        ort = onnx_services.engine.run(name, image, tta)
+        assert onnx_services.engine.backend_name(name) == "onnxruntime"
+        eager = engine.run(name, image, tta)
+        assert ort.views == eager.views == {"none": 1, "flip": 2, "tencrop": 10}[tta]
+        assert_same_outputs(ort, eager)
+    assert set(onnx_services.engine.run(senet_name, image, tta).excitations) == {
+        b.name for b in onnx_services.engine.se_blocks(senet_name)}
+    assert onnx_services.engine.run(resnet_name, image, tta).excitations == {}  # no SE, no SE outputs
+
+
+@pytest.mark.parametrize("family", ["legacy-senet", "efficientnet"])
+def test_other_se_families_match_eager(tmp_path, family):
+    spec, _ = sm.exported(family)
+    services, eager = start(tmp_path, [spec]), start(tmp_path / "eager", [spec], engine="torch")
+    image = sm.picture(2)
+    ort = services.engine.run(spec, image, "tencrop")
+    assert services.engine.backend_name(spec) == "onnxruntime"
+    assert len(ort.excitations) == len(services.engine.se_blocks(spec)) > 0
+    assert_same_outputs(ort, eager.engine.run(spec, image, "tencrop"))
+
+
+def test_a_batch_of_images_matches_eager(onnx_services, engine, senet_name):
+    images = [random_image(seed=s) for s in (4, 5, 6)]
+    for ort, eager in zip(onnx_services.engine.run_batch(senet_name, images), engine.run_batch(senet_name, images)):
+        assert_same_outputs(ort, eager)
+
+
+def test_graph_outputs_are_named_after_the_se_blocks(onnx_services, onnx_root, senet_name):
+    onnx_services.engine.run(senet_name, random_image())
+    backend = onnx_services.engine.backend(senet_name)
+    names = [o.name for o in backend.session.get_outputs()]
+    assert names == ["logits", "embedding", *(b.name for b in onnx_services.engine.se_blocks(senet_name))]
+    assert backend.session.get_inputs()[0].shape[0] == "batch"  # dynamic: ten crops in one call
+
+
+def test_the_record_holds_the_validation(onnx_services, onnx_root, resnet_name, senet_name):
+    for name in (resnet_name, senet_name):
+        onnx_services.engine.run(name, random_image())
+    graphs = exports(onnx_root)
+    assert len(graphs) == 2
+    for graph in graphs:
+        record = json.loads(graph.with_suffix(".json").read_text())
+        assert record["valid"] is True and record["top5_match"] is True
+        assert 0 <= record["max_abs_prob_diff"] < 1e-4
+        assert record["views"] == 10
+        assert record["sha256"] == ox.file_sha256(graph)
+        assert record["weights_identity"] in graph.name
+        assert record["versions"] == ox.versions()
+
+
+# ---------------------------------------------------------------- exported once, keyed by weights
+
+
+def test_a_second_start_reuses_the_export(onnx_services, onnx_root, resnet_name, senet_name, monkeypatch):
+    for name in (resnet_name, senet_name):
+        onnx_services.engine.run(name, random_image())
+    before = {p: p.stat().st_mtime_ns for p in exports(onnx_root)}
+
+    def no_export(*args):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(ox, "export_graph", no_export)
+    again = start(onnx_root, [resnet_name, senet_name])
+    for name in (resnet_name, senet_name):
+        assert_same_outputs(again.engine.run(name, random_image(seed=7)),
+                            onnx_services.engine.run(name, random_image(seed=7)), excitation_atol=0)
+        assert again.engine.backend_name(name) == "onnxruntime"
+    assert {p: p.stat().st_mtime_ns for p in exports(onnx_root)} == before
+
+
+def test_changed_weights_get_their_own_export(onnx_services, onnx_root, tiny_senext, senet_name, tmp_path):
+    onnx_services.engine.run(senet_name, random_image())
+    changed = shutil.copytree(tiny_senext, tmp_path / "retrained")
+    tensors = load_file(changed / "model.safetensors")
+    tensors["fc.bias"] = tensors["fc.bias"] + torch.arange(len(tensors["fc.bias"]), dtype=torch.float32)
+    save_file(tensors, changed / "model.safetensors", metadata={"format": "pt"})
+    spec = f"seresnext26d_32x4d={changed}"
+    before = set(exports(onnx_root))
+
+    services = start(onnx_root, [spec])
+    retrained = services.engine.run(spec, random_image())
+    assert services.engine.backend_name(spec) == "onnxruntime"
+    new = set(exports(onnx_root)) - before
+    assert len(new) == 1 and services.registry.get(spec).weights.identity in new.pop().name
+    original = onnx_services.engine.run(senet_name, random_image())
+    assert np.abs(retrained.probs - original.probs).max() > 0.1  # the new bias, not the old graph
+    assert_same_outputs(retrained, Engine(services.registry).run(spec, random_image()))
+
+
+# ---------------------------------------------------------------- fallbacks
+
+
+def _exported(tmp_path, spec):
+    services = start(tmp_path, [spec])
+    services.engine.run(spec, random_image())
+    assert services.engine.backend_name(spec) == "onnxruntime"
+    (graph,) = exports(tmp_path)
+    return graph
+
+
+def _garbage_recorded_as_valid(graph):
+    graph.write_bytes(b"this is not an ONNX graph")
+    record = json.loads(graph.with_suffix(".json").read_text())
+    record["sha256"] = ox.file_sha256(graph)  # only ONNX Runtime itself can tell
+    graph.with_suffix(".json").write_text(json.dumps(record))
+
+
+def _bytes_flipped(graph):
+    data = bytearray(graph.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(255 - b for b in data[middle:middle + 64])
+    graph.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("corrupt", [_bytes_flipped, _garbage_recorded_as_valid])
+def test_a_corrupt_export_falls_back_to_eager_with_the_reason(tmp_path, resnet_name, engine, corrupt, caplog):
+    graph = _exported(tmp_path, resnet_name)
+    corrupt(graph)
+
+    with caplog.at_level(logging.WARNING, logger="senet_demo.engine"):
+        services = start(tmp_path, [resnet_name])
+        outputs = services.engine.run(resnet_name, random_image())
+    status = services.engine.backend_name(resnet_name)
+    assert status.startswith("torch; ONNX Runtime not used:") and "corrupt" in status
+    assert "corrupt" in caplog.text and resnet_name in caplog.text
+    assert "engine: torch; ONNX Runtime not used" in services.model_status()[resnet_name]
+    np.testing.assert_array_equal(outputs.probs, engine.run(resnet_name, random_image()).probs)  # eager itself
+    assert exports(tmp_path) == []  # removed: the next start exports afresh
+    assert start(tmp_path, [resnet_name]).engine.backend(resnet_name).name == "onnxruntime"
+
+
+def test_a_failed_validation_keeps_eager_and_is_not_retried(tmp_path, resnet_name, monkeypatch):
+    monkeypatch.setattr(ox, "PROB_TOLERANCE", 0.0)  # no export can be that exact
+    services = start(tmp_path, [resnet_name])
+    services.engine.run(resnet_name, random_image())
+    status = services.engine.backend_name(resnet_name)
+    assert status.startswith("torch;") and "failed validation" in status and "probabilities differ" in status
+    (graph,) = exports(tmp_path)
+    record = json.loads(graph.with_suffix(".json").read_text())
+    assert record["valid"] is False and "probabilities differ" in record["reason"]
+
+    monkeypatch.setattr(ox, "export_graph", lambda *args: pytest.fail("a failed export was retried"))
+    again = start(tmp_path, [resnet_name])
+    again.engine.run(resnet_name, random_image())
+    assert "failed validation" in again.engine.backend_name(resnet_name)
+
+
+def test_auto_without_onnxruntime_is_eager_with_the_reason(tmp_path, resnet_name, engine, monkeypatch, caplog):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
+    with caplog.at_level(logging.INFO, logger="senet_demo.engine"):
+        services = start(tmp_path, [resnet_name], engine="auto")
+        outputs = services.engine.run(resnet_name, random_image())
+    status = services.engine.backend_name(resnet_name)
+    assert status.startswith("torch; ONNX Runtime not used") and "onnxruntime" in status and "pip install" in status
+    assert "not installed" in caplog.text
+    np.testing.assert_array_equal(outputs.probs, engine.run(resnet_name, random_image()).probs)
+    assert not (tmp_path / "weights" / "onnx").exists() or exports(tmp_path) == []
+
+
+def test_engine_onnx_without_onnxruntime_is_a_usage_error(monkeypatch, capsys, photo_png, resnet_name):
+    from senet_demo.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["classify", "--offline", "--engine", "onnx", "--model", resnet_name, str(photo_png)])
+    assert exit_info.value.code == 2
+    assert "--engine onnx" in capsys.readouterr().err
+
+
+def test_auto_uses_onnx_runtime_when_it_validates(tmp_path, senet_name, engine):
+    services = start(tmp_path, [senet_name], engine="auto")
+    outputs = services.engine.run(senet_name, random_image(), "tencrop")
+    assert services.engine.backend_name(senet_name) == "onnxruntime"
+    assert_same_outputs(outputs, engine.run(senet_name, random_image(), "tencrop"))
+
+
+def test_engine_torch_never_exports(tmp_path, resnet_name, senet_name, monkeypatch):
+    monkeypatch.setattr(onnx_backend, "prepare", lambda *args: pytest.fail("--engine torch exported"))
+    services = start(tmp_path, [resnet_name, senet_name], engine="torch")
+    for name in (resnet_name, senet_name):
+        services.engine.run(name, random_image(), "tencrop")
+        assert services.engine.backend_name(name) == "torch"
+    assert not (tmp_path / "weights" / "onnx").exists()
+
+
+def test_unknown_engine_is_refused(tiny_registry):
+    with pytest.raises(ValueError, match="Unknown engine"):
+        Engine(tiny_registry, backend="tensorrt")
+
+
+def test_cli_engine_flag(tmp_path, photo_png, resnet_name, capsys):
+    from senet_demo.__main__ import main
+
+    weights = tmp_path / "w"
+    assert main(["classify", "--offline", "--weights-dir", str(weights), "--engine", "onnx", "--json",
+                 "--model", resnet_name, str(photo_png)]) == 0
+    assert len(list((weights / "onnx").glob("*.onnx"))) == 1
+    assert "ensemble" in json.loads(capsys.readouterr().out)[str(photo_png)]
+
+
+def test_app_engine_flag():
+    import app
+
+    assert app.parse_args(["--engine", "torch"]).engine == "torch"
+    assert app.parse_args([]).engine is None  # then AppConfig's default: auto
+    with pytest.raises(SystemExit):
+        app.parse_args(["--engine", "tensorrt"])
+
+
+# ---------------------------------------------------------------- what stays eager
+
+
+def test_ablation_and_feature_maps_stay_eager(onnx_services, engine, senet_name):
+    image = random_image(seed=8)
+    normal = onnx_services.engine.run(senet_name, image)
+    assert onnx_services.engine.backend_name(senet_name) == "onnxruntime"
+    blocks = onnx_services.engine.se_blocks(senet_name)
+    ablated = onnx_services.engine.run_ablated(senet_name, image, blocks[-2:])
+    assert np.abs(ablated.probs - normal.probs).max() > 1e-3  # switching SE off changes the prediction
+    for name in (b.name for b in blocks[-2:]):
+        np.testing.assert_array_equal(ablated.excitations[name], 1.0)  # the eager hook forced the gates
+    # Exactly the eager engine's ablation (same code, same weights), not an approximation of it.
+    eager_ablated = engine.run_ablated(senet_name, image, blocks[-2:])
+    np.testing.assert_allclose(ablated.probs, eager_ablated.probs, atol=1e-6, rtol=0)
+    maps = onnx_services.engine.feature_maps(senet_name, image, blocks[0])
+    np.testing.assert_allclose(maps, engine.feature_maps(senet_name, image, blocks[0]), atol=1e-5, rtol=0)
+
+
+def test_tiny_weights_copied_elsewhere_share_the_export(onnx_services, onnx_root, tiny_resnet, resnet_name, tmp_path):
+    """The key is the weights' content, not their path: the same file elsewhere reuses the export."""
+    onnx_services.engine.run(resnet_name, random_image())
+    before = set(exports(onnx_root))
+    copy = tiny_resnet.copy_to(tmp_path / "copy")
+    spec = f"{tiny_resnet.arch}={copy}"
+    services = start(onnx_root, [spec])
+    services.engine.run(spec, random_image())
+    assert services.engine.backend_name(spec) == "onnxruntime"
+    assert set(exports(onnx_root)) == before
+    shutil.rmtree(copy)
