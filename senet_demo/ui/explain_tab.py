@@ -77,6 +77,10 @@ def build(services: Services) -> None:
     default_model = se_names[0] if se_names else names[0]
     gallery_ids = {item.id: item for item in services.gallery()}
 
+    def why_nothing(model: str) -> str:
+        """A model with no SE blocks to show: timm cannot build it (and why), or it has none."""
+        return registry.architecture_problem(model) or no_se_text(display_name(services, model), se_labels)
+
     def block_by_name(model: str, block_name: str | None) -> SEBlock:
         blocks = engine.se_blocks(model)
         wanted = default_block(blocks) if block_name in (None, AUTO_BLOCK) else block_name
@@ -98,7 +102,7 @@ def build(services: Services) -> None:
         progress(0, desc=f"Running {display_name(services, model)}…")
         blocks = registry.se_blocks(model)
         if not blocks:
-            return no_se_text(display_name(services, model), se_labels), None, None, None, []
+            return why_nothing(model), None, None, None, []
         series = compared_images(image, picks, uploads)
         outputs = [engine.run(model, picture) for _, picture in series]
         blocks = engine.se_blocks(model)
@@ -127,7 +131,7 @@ def build(services: Services) -> None:
     def on_figure6(model, sample50, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(no_se_text(display_name(services, model), se_labels))
+            raise gr.Error(why_nothing(model))
         items = services.gallery()
         if not items:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
@@ -142,7 +146,7 @@ def build(services: Services) -> None:
     def on_ablate(image, model, choice, progress=gr.Progress(track_tqdm=True)):
         blocks = registry.se_blocks(model)
         if not blocks:
-            raise gr.Error(no_se_text(display_name(services, model), se_labels))
+            raise gr.Error(why_nothing(model))
         picture = decode(image, services)
         labels = registry.get(model).labels
         before = engine.run(model, picture)
@@ -158,7 +162,7 @@ def build(services: Services) -> None:
 
     def on_model_change(model):
         blocks = registry.se_blocks(model)
-        note = "" if blocks else no_se_text(display_name(services, model), se_labels)
+        note = "" if blocks else why_nothing(model)
         cleared = [None] * 8  # the previous model's plots, tiles and ablation no longer apply
         return (gr.update(choices=block_choices(blocks), value=AUTO_BLOCK if blocks else None),
                 gr.update(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note,
@@ -184,7 +188,7 @@ def build(services: Services) -> None:
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples")
         with gr.Column(scale=2):
-            text = gr.Markdown("" if start_blocks else no_se_text(display_name(services, default_model), se_labels),
+            text = gr.Markdown("" if start_blocks else why_nothing(default_model),
                                latex_delimiters=[{"left": "$", "right": "$", "display": False}])
             with gr.Tab("Excitation map"):
                 map_plot = gr.Plot(label="Excitation map")
