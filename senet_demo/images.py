@@ -3,7 +3,8 @@
 Everything a visitor sends goes through ``load_image``: size limits are checked
 before and after decoding (decompression bombs), EXIF orientation is applied,
 and palette, grayscale, CMYK, 16-bit and alpha images all become 8-bit RGB,
-with transparency composited on white. Failures raise ``ImageError`` whose
+with transparency composited on white; the file's metadata (EXIF, GPS,
+comments) is dropped. Failures raise ``ImageError`` whose
 message is safe to show to the visitor: it names the file when there is one,
 says what is wrong (for a file that is not a photo, what it looks like) and
 what to do about it.
@@ -48,10 +49,13 @@ def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Im
         image = _open(source, limits, name)
     _check_pixels(image.size, limits, name)
     try:
-        image = ImageOps.exif_transpose(image)
-        return to_rgb(image)
+        rgb = to_rgb(ImageOps.exif_transpose(image))
     except Exception as err:  # e.g. a broken EXIF block or palette
         raise _error(name, f"could not be decoded ({err}); re-save it as JPEG or PNG and try again") from err
+    # Pixels only: the file's EXIF (camera, GPS position…), comments and profiles would otherwise travel
+    # with every image derived from it, into the files the app serves back.
+    rgb.info = {}
+    return rgb
 
 
 def shown_name(name: str | None) -> str | None:

@@ -1,6 +1,8 @@
 """Safe decoding of untrusted images: every odd mode becomes 8-bit RGB; bad input is an ImageError."""
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -171,6 +173,22 @@ def test_exif_orientation_is_applied(orientation, size):
     blue_at = {1: (35, 10), 3: (5, 10), 6: (10, 35), 8: (10, 5)}[orientation]
     assert close(result.getpixel(red_at), (255, 0, 0), tol=12)
     assert close(result.getpixel(blue_at), (0, 0, 255), tol=12)
+
+
+def test_metadata_is_dropped_so_nothing_derived_carries_it():
+    """EXIF (here a camera model and a GPS position) must not reach the images the app derives and serves."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x0110] = "Secret Camera 3000"
+    exif.get_ifd(0x8825)[2] = (51.0, 30.0, 0.0)  # GPSLatitude
+    data = encode(random_image(40, 20), "JPEG", exif=exif, comment=b"private note")
+    assert b"Secret Camera" in data
+    result = load_image(data)
+    assert result.size == (20, 40)  # the orientation was applied before the metadata went
+    assert result.info == {}
+    derived = io.BytesIO()
+    result.resize((10, 20)).save(derived, "WEBP", exif=result.getexif())
+    assert b"Secret Camera" not in derived.getvalue()
 
 
 # ---------------------------------------------------------------- bad files
