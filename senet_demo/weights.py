@@ -129,7 +129,7 @@ def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> Resolv
     if offline:
         raise WeightsNotFound(
             f"Model {spec.name!r} is not available offline: no copy in {weights_dir} or in the "
-            f"Hugging Face cache. Fix: on a machine with internet run "
+            f"Hugging Face cache.{_only_pickles_note(folder)} Fix: on a machine with internet run "
             f"`python -m senet_demo download {spec.name}` (it fills weights/), or start without --offline."
         )
     return ResolvedWeights(_download_to_cache(spec, repo_id), "hub", repo_id)
@@ -146,6 +146,20 @@ def download(spec: ModelSpec, weights_dir: Path) -> Path:
         raise SpecError(f"{spec.name!r} is a local SOURCE; there is nothing to download.")
     fix = f"check the network (and that the repo {repo_id!r} exists), then run the command again."
     return _fetch(spec, repo_id, fix, local_dir=local_folder(repo_id, weights_dir))
+
+
+PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl", ".pickle")
+
+
+def _only_pickles_note(folder: Path) -> str:
+    """Why a weights/ folder that is there was passed over."""
+    if not folder.is_dir() or (folder / WEIGHTS_FILE).is_file():
+        return ""
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if not pickles:
+        return ""
+    return (f" ({folder} holds no {WEIGHTS_FILE}, only {', '.join(pickles)}: pickled weights are never loaded, "
+            f"since unpickling can run code.)")
 
 
 def _is_complete(folder: Path) -> bool:

@@ -2,26 +2,30 @@
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from helpers import (
     HF_HOME,
     HF_HUB_CACHE,
     LABELS,
     make_config,
-    pickle_trap,
     remove_hf_cache,
     write_hf_cache,
 )
+from safetensors.torch import load_file, save_file
+
 from senet_demo.config import ModelSpec, SpecError
-from senet_demo.models import ModelLoadError, ModelRegistry
-from senet_demo.weights import ResolvedWeights, WeightsNotFound, hub_repo_for, local_folder, resolve
+from senet_demo.models import ModelRegistry
+from senet_demo.weights import (
+    ResolvedWeights,
+    WeightsNotFound,
+    hub_repo_for,
+    local_folder,
+    resolve,
+)
 
 RESNET_HUB_REPO = "timm/resnet152d.gluon_in1k"
 SENET_HUB_REPO = "timm/seresnext101_64x4d.gluon_in1k"
@@ -222,60 +226,7 @@ def test_failed_download_is_weights_not_found(tmp_path):
         resolve(ModelSpec.parse("resnet50d=hf-hub:nobody/nothing"), tmp_path, offline=False)
 
 
-# ---------------------------------------------------------------- only safetensors; nothing is unpickled
-
-
-def test_the_pickle_trap_is_live(tmp_path):
-    """Control for the tests below: unpickling the trap really does create the marker."""
-    marker = tmp_path / "unpickled"
-    pickle.loads(pickle_trap(tmp_path / "trap.pkl", marker).read_bytes())
-    assert marker.exists()
-
-
-@pytest.mark.parametrize("filename", ["model.pth", "pytorch_model.bin", "checkpoint.pt", "weights.ckpt", "model.pkl"])
-def test_pickled_checkpoint_file_is_refused_unopened(tmp_path, filename):
-    marker = tmp_path / "unpickled"
-    trap = pickle_trap(tmp_path / filename, marker)
-    spec = f"resnet50d={trap}"
-    with pytest.raises(WeightsNotFound, match="never loaded"):
-        resolve(ModelSpec.parse(spec), tmp_path)
-    with pytest.raises(WeightsNotFound):
-        ModelRegistry(make_config(tmp_path, [spec])).get(spec)
-    assert not marker.exists()
-
-
-def test_folder_with_only_pickled_weights_is_refused(tmp_path, tiny_resnet):
-    marker = tmp_path / "unpickled"
-    folder = tmp_path / "old-style"
-    folder.mkdir()
-    shutil.copyfile(tiny_resnet.folder / "config.json", folder / "config.json")
-    pickle_trap(folder / "pytorch_model.bin", marker)
-    pickle_trap(folder / "model.pth", marker)
-    spec = f"resnet50d={folder}"
-    with pytest.raises(WeightsNotFound, match="model.safetensors"):
-        ModelRegistry(make_config(tmp_path, [spec])).get(spec)
-    assert not marker.exists()
-
-
-def test_folder_with_safetensors_ignores_pickles_beside_it(tmp_path, tiny_resnet):
-    marker = tmp_path / "unpickled"
-    folder = tiny_resnet.copy_to(tmp_path / "mixed")
-    pickle_trap(folder / "pytorch_model.bin", marker)
-    pickle_trap(folder / "model.pth", marker)
-    loaded = load(f"resnet50d={folder}", tmp_path)
-    assert_weights_from(loaded, tiny_resnet.weights_file)
-    assert not marker.exists()
-
-
-def test_pickle_disguised_as_safetensors_is_not_unpickled(tmp_path, tiny_resnet):
-    marker = tmp_path / "unpickled"
-    fake = pickle_trap(tmp_path / "model.safetensors", marker)
-    shutil.copyfile(tiny_resnet.folder / "config.json", tmp_path / "config.json")
-    with pytest.raises(ModelLoadError, match="not a readable safetensors file"):
-        load(f"resnet50d={fake}", tmp_path)
-    with pytest.raises(ModelLoadError):
-        load(f"resnet50d={tmp_path}", tmp_path)  # the same file as a folder's model.safetensors
-    assert not marker.exists()
+# Pickled checkpoints (refused wherever they come from, never executed): tests/test_security.py
 
 
 # ---------------------------------------------------------------- identity (keys of caches that outlive the process)
@@ -354,23 +305,6 @@ def test_release_file_models_load_from_weights_folder_offline(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), source(x))
     assert loaded.labels[0] == "tench, Tinca tinca"  # ImageNet names from timm's metadata
-
-
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
-def test_release_file_is_never_unpickled(tmp_path):
-    from senet_demo.config import AppConfig
-    from senet_demo.models import ModelLoadError, ModelRegistry
-    from senet_demo.weights import release_file, release_url_for
-
-    spec = ModelSpec.parse("legacy_seresnet18.in1k")
-    target = release_file(spec, release_url_for(spec), tmp_path / "weights")
-    target.parent.mkdir(parents=True)
-    marker = tmp_path / "pwned"
-    pickle_trap(target, marker)
-    registry = ModelRegistry(AppConfig.from_specs([spec.name], offline=True, weights_dir=tmp_path / "weights"))
-    with pytest.raises(ModelLoadError):
-        registry.get(spec.name)
-    assert not marker.exists()
 
 
 def test_release_file_missing_offline_names_the_fix(tmp_path, monkeypatch):
