@@ -252,9 +252,10 @@ def tour(fixture: dict) -> list[tuple[str, dict]]:
     return plan
 
 
-def run_phase(visitors: list[Visitor], total: int, planned: list[tuple[str, dict]] = ()) -> tuple[list[Record], float]:
+def run_phase(visitors: list[Visitor], total: int, planned: list[tuple[str, dict]] = (),
+              sample=None) -> tuple[list[Record], float]:
     """``planned`` requests, then ``total`` random ones, spread over the visitors, all at once; returns their
-    records and the wall time."""
+    records and the wall time. ``sample(done)`` is called about once a second while they run."""
     shares = [total // len(visitors) + (i < total % len(visitors)) for i in range(len(visitors))]
     plans = [list(planned[i::len(visitors)]) for i in range(len(visitors))]
     before = [len(v.records) for v in visitors]
@@ -262,8 +263,10 @@ def run_phase(visitors: list[Visitor], total: int, planned: list[tuple[str, dict
     start = time.perf_counter()
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    while any(thread.is_alive() for thread in threads):
+        if sample is not None:
+            sample(sum(len(v.records) - b for v, b in zip(visitors, before)))
+        time.sleep(1.0)
     wall = time.perf_counter() - start
     return [r for v, b in zip(visitors, before) for r in v.records[b:]], wall
 
@@ -288,7 +291,7 @@ def latency_rows(records: list[Record]) -> list[dict]:
              "p95_ms": 1000 * percentile(row["seconds"], 95)} for row in rows if row["n"]]
 
 
-def report(args, warm, records, wall, rss_warm, rss_end, workers) -> dict:
+def report(args, warm, records, wall, rss_warm, rss_end, trace, workers) -> dict:
     failures = [r for r in records if r.error]
     figures = {
         "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
@@ -300,6 +303,7 @@ def report(args, warm, records, wall, rss_warm, rss_end, workers) -> dict:
                     for row in latency_rows(records)],
         "rss_after_warmup_mb": round(rss_warm, 1), "rss_end_mb": round(rss_end, 1),
         "rss_growth_mb": round(rss_end - rss_warm, 1),
+        "rss_trace": [[done, round(mb, 1)] for done, mb in trace],  # (requests done, MB) about once a second
     }
     print(f"\nSENet Explorer under load — {figures['date']}, {figures['machine']}, Python {figures['python']}, "
           f"tiny random-weight models, {workers} inference workers")
@@ -310,6 +314,8 @@ def report(args, warm, records, wall, rss_warm, rss_end, workers) -> dict:
     print("\n| endpoint | n | p50 | p95 |\n|---|---|---|---|")
     for row in figures["latency"]:
         print(f"| {row['endpoint']} | {row['n']} | {row['p50_ms']:.0f} ms | {row['p95_ms']:.0f} ms |")
+    quarters = [min(trace, key=lambda t: abs(t[0] - q * len(records) / 4)) for q in range(5)]
+    print("\nRSS during the measured requests: " + ", ".join(f"{done}: {mb:.0f} MB" for done, mb in quarters))
     for error in figures["first_errors"]:
         print(f"FAILED {error}")
     return figures
@@ -334,11 +340,13 @@ def main(argv=None) -> int:
 
         warm, _ = run_phase(visitors, args.warmup, planned=tour(fixture))
         rss_warm = rss_mb(server.pid)
-        records, wall = run_phase(visitors, args.requests)
+        trace = [(0, rss_warm)]
+        records, wall = run_phase(visitors, args.requests, sample=lambda done: trace.append((done, rss_mb(server.pid))))
         rss_end = rss_mb(server.pid)
+        trace.append((len(records), rss_end))
         if server.poll() is not None:
             print(tail(log))
-        figures = report(args, warm, records, wall, rss_warm, rss_end, workers)
+        figures = report(args, warm, records, wall, rss_warm, rss_end, trace, workers)
         figures["warmup_failures"] = sum(1 for r in warm if r.error)
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2))
