@@ -1,11 +1,15 @@
 """The app in a real browser: headless Chromium driven by Playwright, one visitor's path through all tabs.
 
 Uses the ImageNet-trained EfficientNet-Lite0 for Classify and Retrieve (real answers) and a tiny
-SE-ResNeXt for Explain. Screenshots land in test-artifacts/ for a person to look at.
+SE-ResNeXt for Explain. Each test asserts what a person sees (labels, gallery captions, a plot, the error
+a refused file gets) and saves a screenshot in test-artifacts/. Chromium is Debian's (apt-get install
+chromium) or the one $SENET_CHROMIUM names; the tests skip with that hint when there is none, except in
+CI (SENET_REQUIRE_BROWSER=1), where a missing browser fails.
 """
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -14,7 +18,17 @@ import pytest
 
 from helpers import REPO_ROOT, folder_spec
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+def find_chromium() -> str | None:
+    """$SENET_CHROMIUM, else ``chromium`` on PATH, else Debian's /usr/bin/chromium (never Playwright's download)."""
+    for candidate in (os.environ.get("SENET_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHROMIUM = find_chromium()
+HOW_TO_ENABLE = "apt-get install chromium, or set SENET_CHROMIUM=/path/to/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -22,10 +36,11 @@ ARTIFACTS = REPO_ROOT / "test-artifacts"
 # CI sets SENET_REQUIRE_BROWSER=1: there a missing browser is a failure, not a skip.
 if os.environ.get("SENET_REQUIRE_BROWSER") == "1":
     from playwright import sync_api as playwright_sync
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install chromium)"
+    assert CHROMIUM, f"Chromium not found: {HOW_TO_ENABLE}"
 else:
-    playwright_sync = pytest.importorskip("playwright.sync_api")
-    pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+    playwright_sync = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed: pip install -r requirements-dev.txt")
+    pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=f"Chromium not found: {HOW_TO_ENABLE}")
 
 
 def _free_port() -> int:
@@ -48,7 +63,7 @@ def app_url(tmp_path_factory, tiny_senet):
     demo = build_demo(services)
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                allowed_paths=allowed_paths(services))
+                max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -80,6 +95,38 @@ def test_classify_tab_names_espresso(page):
     assert "espresso" in page.locator("body").inner_text()
 
 
+def _error_toast(page, text: str, timeout: float = 60_000):
+    """Gradio's error toast carrying ``text``: what a person sees when the app refuses an input."""
+    toast = page.locator(".toast-body").filter(has_text=text)
+    toast.first.wait_for(timeout=timeout)
+    page.wait_for_timeout(1000)  # let it finish fading in, for the screenshot
+    return toast.first
+
+
+def _close_toasts(page):
+    for close in page.locator(".toast-body .toast-close").all():
+        close.click()
+
+
+def test_classify_tab_refuses_a_pdf_named_jpg_and_keeps_answering(page, tmp_path):
+    from bad_inputs import MINIMAL_PDF
+
+    bogus = tmp_path / "invoice.jpg"
+    bogus.write_bytes(MINIMAL_PDF)
+    page.locator("#classify-image").get_by_role("button", name="Remove Image").click()
+    page.locator("#classify-image input[type=file]").set_input_files(str(bogus))
+    toast = _error_toast(page, "invoice.jpg is not an image this app reads")
+    assert "it looks like a PDF document" in toast.inner_text()
+    assert "upload a JPEG, PNG" in toast.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "classify-bad-input.png"))  # the viewport: toasts are fixed there
+
+    _close_toasts(page)
+    page.locator("#classify-image").get_by_role("button", name="Remove Image").click()
+    page.locator("#classify-image input[type=file]").set_input_files(_skimage("chelsea.png"))
+    page.get_by_text(re.compile(r"^(tabby|tiger cat|Egyptian cat)")).first.wait_for(timeout=120_000)
+    assert "espresso" not in page.locator("body").inner_text()  # a fresh answer, not the previous one
+
+
 def test_retrieve_tab_finds_the_source_image(page):
     query = REPO_ROOT / "queries" / "fruit__orange__brightness.jpg"
     if not query.exists():
@@ -92,6 +139,24 @@ def test_retrieve_tab_finds_the_source_image(page):
     page.screenshot(path=str(ARTIFACTS / "retrieve.png"), full_page=True)
     text = page.locator("body").inner_text()
     assert "Most frequent label among them: fruit" in text
+    captions = re.findall(r"^([\w-]+) · (0\.\d{3}|1\.000)$", text, flags=re.MULTILINE)  # "label · cosine"
+    assert len(captions) == 5 and captions[0][0] == "fruit", captions
+    scores = [float(score) for _, score in captions]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_retrieve_tab_refuses_a_zip_pointing_outside_itself(page, tmp_path):
+    from bad_inputs import tiny_png, zip_with
+
+    archive = zip_with(tmp_path / "holiday.zip", {"beach/a.png": tiny_png(1), "../../escaped.png": tiny_png(2)})
+    page.get_by_text("Add your own images (this session only)").click()
+    page.locator("input[type=file][multiple]").set_input_files(str(archive))
+    page.get_by_role("button", name="Add to my gallery").click()
+    toast = _error_toast(page, "holiday.zip was rejected")
+    assert "'../../escaped.png' points outside the archive" in toast.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "retrieve-bad-zip.png"))
+    _close_toasts(page)
+    assert not list(tmp_path.parent.rglob("escaped.png"))
 
 
 def test_explain_tab_shows_block_and_plot(page):
