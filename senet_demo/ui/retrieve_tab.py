@@ -8,6 +8,7 @@ import gradio as gr
 from ..config import QUERIES_DIR
 from ..search import GallerySearch, feature_choices
 from ..services import Services
+from ..images import size_text
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
 from .common import decode, display_name, image_input, user_errors
 from .queue import inference
@@ -111,8 +112,10 @@ def build(services: Services) -> None:
                                interactive=False)
         metrics_note = gr.Markdown()
     with gr.Accordion("Add your own images (this session only)", open=False):
+        limits = services.config.limits
         gr.Markdown("Upload images or a zip (folders inside it become labels). Only you see them; they are "
-                    "deleted when you leave. Limits: 200 images, 200 MB.")
+                    f"deleted when you leave. Limits: {limits.max_upload_files} images, "
+                    f"{size_text(limits.max_image_bytes)} each, {size_text(limits.max_upload_total_bytes)} in all.")
         upload_label = gr.Textbox(value="uploaded", label="Label for loose images")
         upload = gr.File(file_count="multiple", file_types=["image", ".zip"], label="Images or a zip")
         with gr.Row():
