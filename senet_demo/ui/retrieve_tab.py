@@ -6,9 +6,9 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import QUERIES_DIR
+from ..images import size_text
 from ..search import GallerySearch, feature_choices
 from ..services import Services
-from ..images import size_text
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
 from .common import decode, display_name, image_input, user_errors
 from .queue import inference
