@@ -307,8 +307,8 @@ def report(args, warm, records, wall, rss_warm, rss_end, trace, workers) -> dict
     }
     print(f"\nSENet Explorer under load — {figures['date']}, {figures['machine']}, Python {figures['python']}, "
           f"tiny random-weight models, {workers} inference workers")
-    print(f"| clients | requests | failures | throughput | RSS after warm-up | RSS at end | growth |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| clients | requests | failures | throughput | RSS after warm-up | RSS at end | growth |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {args.clients} | {len(records)} (+{len(warm)} warm-up) | {len(failures)} | "
           f"{figures['throughput_rps']} req/s | {rss_warm:.0f} MB | {rss_end:.0f} MB | {rss_end - rss_warm:+.1f} MB |")
     print("\n| endpoint | n | p50 | p95 |\n|---|---|---|---|")
