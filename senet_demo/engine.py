@@ -121,6 +121,7 @@ class Engine:
         self.mode = backend
         self.onnx_dir = onnx_dir
         self.cache = LRUCache(cache_entries or registry.config.limits.result_cache_entries)
+        self._batches = LRUCache(4)  # preprocessed views of the latest images (a ten-crop batch is 6 MB)
         self._blocks: dict[str, list[SEBlock]] = {}
         self._backends: dict[str, Backend] = {}
         self._backend_locks: dict[str, threading.Lock] = {}
@@ -158,7 +159,8 @@ class Engine:
 
             self.onnx_dir = default_cache_dir(self.registry.config.weights_dir)
         try:
-            return onnx_backend.prepare(loaded, self.se_blocks(name), self.onnx_dir, eager.forward)
+            threads = torch.get_num_threads()  # the share of the CPUs a PyTorch forward has (see ui/queue.py)
+            return onnx_backend.prepare(loaded, self.se_blocks(name), self.onnx_dir, eager.forward, threads)
         except onnx_backend.OnnxUnavailable as err:
             eager.reason = f"ONNX Runtime not used: {err}"
             level = logging.WARNING if self.mode == "onnx" else logging.INFO
@@ -172,14 +174,24 @@ class Engine:
         return self._blocks[name]
 
     def run(self, name: str, image: Image.Image, tta: str = "none") -> Outputs:
-        key = (name, content_hash(image), tta)
+        digest = content_hash(image)
+        key = (name, digest, tta)
         cached = self.cache.get(key)
         if cached is not None:
             return replace(cached, from_cache=True)
         loaded = self.registry.get(name)
-        outputs = self._forward(loaded, tta_batch(loaded.transform, image, tta), self.backend(name))
+        outputs = self._forward(loaded, self._views(loaded, image, digest, tta), self.backend(name))
         self.cache.put(key, outputs)
         return outputs
+
+    def _views(self, loaded: LoadedModel, image: Image.Image, digest: str, tta: str) -> torch.Tensor:
+        """The TTA batch, shared by models with the same preprocessing (as the default ensemble's two)."""
+        key = (digest, tta, repr(sorted(loaded.data_config.items())))
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = tta_batch(loaded.transform, image, tta)
+            self._batches.put(key, batch)
+        return batch
 
     def run_batch(self, name: str, images: list[Image.Image]) -> list[Outputs]:
         """One forward pass over several images (no TTA), e.g. to index a gallery."""

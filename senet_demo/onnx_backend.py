@@ -8,7 +8,6 @@ with the reason; the engine then keeps eager PyTorch for that model and shows th
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -38,13 +37,14 @@ def missing_packages() -> str | None:
     return None
 
 
-def session_options():
+def session_options(threads: int):
+    """All graph optimisations, ``threads`` intra-op threads (the same share of the CPUs a PyTorch forward gets)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = max(1, threads)
     return options
 
 
@@ -63,10 +63,10 @@ class OrtBackend:
         return logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)}
 
 
-def open_session(path: Path, blocks: list[SEBlock]) -> OrtBackend:
+def open_session(path: Path, blocks: list[SEBlock], threads: int) -> OrtBackend:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     if names != ox.output_names(blocks):
         raise OnnxUnavailable(f"the graph's outputs {names[:4]}... are not this model's")
@@ -74,7 +74,7 @@ def open_session(path: Path, blocks: list[SEBlock]) -> OrtBackend:
 
 
 def prepare(loaded: LoadedModel, blocks: list[SEBlock], cache_dir: Path,
-            eager: Callable[[torch.Tensor], ox.ForwardResult]) -> OrtBackend:
+            eager: Callable[[torch.Tensor], ox.ForwardResult], threads: int = 1) -> OrtBackend:
     """A validated ONNX Runtime backend for ``loaded``, from the cache or exported now."""
     missing = missing_packages()
     if missing:
@@ -87,15 +87,15 @@ def prepare(loaded: LoadedModel, blocks: list[SEBlock], cache_dir: Path,
                 raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
                                       f"see {files.sidecar}")
         else:
-            return _open_cached(files, record, blocks)
-    return _export(loaded, blocks, files, eager)
+            return _open_cached(files, record, blocks, threads)
+    return _export(loaded, blocks, files, eager, threads)
 
 
-def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock]) -> OrtBackend:
+def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock], threads: int) -> OrtBackend:
     try:
         if ox.file_sha256(files.graph) != record.get("sha256"):
             raise OnnxUnavailable("its content does not match the sha256 recorded when it was validated")
-        backend = open_session(files.graph, blocks)
+        backend = open_session(files.graph, blocks, threads)
     except Exception as err:
         # A damaged cache file: remove it so that the next start exports afresh, and keep eager for now.
         for path in (files.graph, files.sidecar):
@@ -107,12 +107,12 @@ def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock]) -> 
 
 
 def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
-            eager: Callable[[torch.Tensor], ox.ForwardResult]) -> OrtBackend:
+            eager: Callable[[torch.Tensor], ox.ForwardResult], threads: int) -> OrtBackend:
     start = time.perf_counter()
     log.info("%s: exporting to ONNX (once) at %s", loaded.name, files.graph)
     try:
         digest = ox.export_graph(loaded, blocks, files.graph)
-        backend = open_session(files.graph, blocks)
+        backend = open_session(files.graph, blocks, threads)
     except Exception as err:
         files.graph.unlink(missing_ok=True)
         raise OnnxUnavailable(f"the ONNX export failed: {type(err).__name__}: {err}") from err

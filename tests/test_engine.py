@@ -195,3 +195,31 @@ def test_lru_cache_unit():
     cache.put("a", 10)  # overwrite keeps one entry
     assert len(cache) == 2 and cache.get("a") == 10
     assert (cache.hits, cache.misses) == (4, 1)
+
+
+def test_models_with_the_same_preprocessing_share_the_views(tmp_path, tiny_resnet, resnet_name, senet_name, photo,
+                                                           monkeypatch):
+    """The default ensemble's two models preprocess alike: the image is resized and cropped once for both."""
+    from helpers import make_config
+    from senet_demo import engine as engine_module
+    from senet_demo.models import ModelRegistry
+
+    twin = f"{tiny_resnet.arch}={tiny_resnet.copy_to(tmp_path / 'twin')}"  # same preprocessing, other model
+    registry = ModelRegistry(make_config(tmp_path, [resnet_name, twin, senet_name]))
+    calls = []
+
+    def counted(transform, image, tta="none"):
+        calls.append(tta)
+        return tta_batch(transform, image, tta)
+
+    monkeypatch.setattr(engine_module, "tta_batch", counted)
+    engine = Engine(registry)
+    for tta in ("none", "tencrop"):
+        engine.run(resnet_name, photo, tta)
+        engine.run(twin, photo, tta)
+        assert calls.count(tta) == 1
+    engine.run(senet_name, photo, "tencrop")  # its own input size and normalisation
+    assert calls == ["none", "tencrop", "tencrop"] and engine.forward_passes == 5
+    for name in (twin, senet_name):
+        np.testing.assert_allclose(engine.run(name, photo, "tencrop").probs,
+                                   reference_probs(registry.get(name), photo, "tencrop"), atol=1e-6)
