@@ -20,11 +20,11 @@ from helpers import REPO_ROOT, folder_spec
 
 
 def find_chromium() -> str | None:
-    """$SENET_CHROMIUM, else ``chromium`` on PATH, else Debian's /usr/bin/chromium (never Playwright's download)."""
-    for candidate in (os.environ.get("SENET_CHROMIUM"), shutil.which("chromium"), "/usr/bin/chromium"):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
+    """$SENET_CHROMIUM if set (and nothing else then), else ``chromium`` on PATH, else Debian's
+    /usr/bin/chromium; never Playwright's own download."""
+    named = os.environ.get("SENET_CHROMIUM")
+    candidates = [named] if named else [shutil.which("chromium"), "/usr/bin/chromium"]
+    return next((c for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
 
 
 CHROMIUM = find_chromium()
