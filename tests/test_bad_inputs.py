@@ -52,8 +52,8 @@ def corpus(tmp_path_factory):
 def app(tmp_path_factory, resnet_name, senet_name):
     """The app as app.py launches it (same upload limit), over two tiny models and a 2-label gallery."""
     from gradio_client import Client
-
     from helpers import make_config
+
     from senet_demo.services import Services
     from senet_demo.ui import allowed_paths, build_demo
 
@@ -87,7 +87,7 @@ def answer(app, endpoint: str, path: Path):
     if endpoint == "/retrieve":
         gallery, _ = outputs
         return [entry["caption"] for entry in gallery]
-    text, excitation_map, channel_plot, depth_plot, tiles = outputs
+    text, excitation_map, channel_plot, _depth_plot, tiles = outputs
     assert "SE blocks" in text
     # the feature-map tiles are overlays on the picture itself (read from the server's cache, same machine)
     overlays = [hashlib.sha256(Path(tile["image"]["path"]).read_bytes()).hexdigest() for tile in tiles]
@@ -166,19 +166,18 @@ def zips(app, tmp_path_factory):
 
 
 @pytest.fixture
-def upload_handler(app):
+def on_upload(app):
+    """The Retrieve tab's upload handler, as the running app registered it."""
     handlers = {getattr(f.fn, "__name__", None): f.fn for f in app["demo"].fns.values()}
-    return handlers["on_upload"], handlers["on_retrieve"]
+    return handlers["on_upload"]
 
 
 @pytest.mark.parametrize("case", list(ZIP_REFUSED))
-def test_a_hostile_zip_is_refused_whole_and_leaves_nothing_behind(app, zips, upload_handler, case, monkeypatch,
-                                                                  tmp_path):
+def test_a_hostile_zip_is_refused_whole_and_leaves_nothing_behind(app, zips, on_upload, case, monkeypatch, tmp_path):
     import gradio as gr
 
     from senet_demo import uploads
 
-    on_upload, on_retrieve = upload_handler
     sessions = tmp_path / "sessions"
     monkeypatch.setattr(uploads, "SESSIONS_ROOT", sessions)
     opened = []
@@ -198,7 +197,7 @@ def test_a_hostile_zip_is_refused_whole_and_leaves_nothing_behind(app, zips, upl
 
     # an existing session keeps its images when a later zip is refused
     photo = Path(app["services"].gallery()[0].path)
-    state, note = on_upload([str(photo)], "mine", None)
+    state, _ = on_upload([str(photo)], "mine", None)
     try:
         with pytest.raises(gr.Error):
             on_upload([str(zips[case])], "mine", state)

@@ -314,8 +314,8 @@ def test_messages_name_the_file_and_say_what_it_looks_like(tmp_path):
     cases = {
         "invoice.jpg": (MINIMAL_PDF, r"^invoice\.jpg is not an image this app reads \(it looks like a PDF document\)"),
         "notes.jpg": (b"Dear all,\nthe seminar starts at ten.\n", r"^notes\.jpg .*looks like a text file"),
-        "IMG_0001.heic": (heic_header(), r"^IMG_0001\.heic is a HEIC photo, which this app does not read: "
-                                         r"convert it to JPEG or PNG"),
+        "IMG_0001.heic": (heic_header(), (r"^IMG_0001\.heic is a HEIC photo, which this app does not read: "
+                                          r"convert it to JPEG or PNG")),
         "clip.jpg": (b"\x00\x00\x00\x18ftypmp42" + bytes(40), r"^clip\.jpg .*looks like a video"),
         "blob.jpg": (bytes(range(256)) * 4, r"^blob\.jpg is not an image this app reads; upload a JPEG, PNG"),
     }
