@@ -86,6 +86,7 @@ class Limits:
     max_upload_files: int = 200  # images per gallery upload (files or zip members)
     max_upload_total_bytes: int = 200 * 1024 * 1024  # uncompressed total of one upload
     result_cache_entries: int = 256  # forward-pass results kept in the LRU
+    upload_session_ttl_s: int = 2 * 3600  # a visitor's uploads are deleted this long after their last change
 
 
 def _cpu_count() -> int:

@@ -402,3 +402,37 @@ def test_a_loose_file_over_the_image_limit_is_skipped_unread(tmp_path, session):
     items, messages = ingest([big, small], session, limits=limits)
     assert [item.path.name for item in items] == ["small.jpg"]
     assert any(m.startswith("Skipped big.png:") and "an image may have" in m for m in messages), messages
+
+
+def test_an_open_but_idle_session_loses_its_uploads_after_the_time_limit(tmp_path, monkeypatch):
+    """Gradio's own state expiry (the tab left open) calls the same delete callback as a session's end."""
+    import datetime
+
+    from gradio.state_holder import StateHolder
+
+    from senet_demo.ui import retrieve_tab
+
+    root = tmp_path / "m"
+    services = services_for(spec_for(export_tiny_resnet(root / "model", 0)), root, make_gallery(root / "g", {"a": 2}),
+                            limits=Limits(upload_session_ttl_s=600))
+    with gr.Blocks() as blocks:
+        retrieve_tab.build(services)
+    handlers = {getattr(f.fn, "__name__", f.name): f.fn for f in blocks.fns.values()}
+    (state_block,) = [b for b in blocks.blocks.values() if isinstance(b, gr.State) and b.time_to_live != float("inf")]
+    assert state_block.time_to_live == 600
+
+    (image,) = write_images(tmp_path / "src", ["mine.png"], 90)
+    state, _ = handlers["on_upload"]([str(image)], "mine", None)
+    folder = Path(state["dir"])
+    holder = StateHolder()
+    holder.set_blocks(blocks)
+    session = holder["visitor"]
+    session[state_block._id] = state  # what Gradio does after the upload event
+
+    holder.delete_all_expired_state()  # still within its time: kept
+    assert folder.is_dir() and any(folder.iterdir())
+
+    ttl, created = session._state_ttl[state_block._id]
+    session._state_ttl[state_block._id] = (ttl, created - datetime.timedelta(seconds=601))
+    holder.delete_all_expired_state()  # Gradio runs this every second
+    assert not folder.exists()

@@ -91,7 +91,9 @@ def build(services: Services) -> None:
         remove_session_dir(session["dir"] if session else None)
         return None, "Your uploaded images were removed."
 
-    session = gr.State(None, delete_callback=lambda s: remove_session_dir(s["dir"] if s else None))
+    # deleted when the visitor leaves (Gradio ends the session) or, with the tab left open, after the TTL
+    session = gr.State(None, time_to_live=services.config.limits.upload_session_ttl_s,
+                       delete_callback=lambda s: remove_session_dir(s["dir"] if s else None))
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Query image", height=280, elem_id="retrieve-image")
