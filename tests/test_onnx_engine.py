@@ -241,6 +241,18 @@ def test_a_failed_validation_keeps_eager_and_is_not_retried(tmp_path, resnet_nam
     assert "failed validation" in again.engine.backend_name(resnet_name)
 
 
+def test_a_model_that_does_not_export_stays_eager_with_the_reason(tmp_path, resnet_name, monkeypatch):
+    def unsupported(*args, **kwargs):
+        raise RuntimeError("Exporting the operator 'aten::made_up' is not supported")
+
+    monkeypatch.setattr(torch.onnx, "export", unsupported)
+    services = start(tmp_path, [resnet_name], engine="auto")
+    services.engine.run(resnet_name, random_image())
+    status = services.engine.backend_name(resnet_name)
+    assert status.startswith("torch;") and "export failed" in status and "aten::made_up" in status
+    assert list((tmp_path / "weights" / "onnx").iterdir()) == []  # no half-written file left behind
+
+
 def test_auto_without_onnxruntime_is_eager_with_the_reason(tmp_path, resnet_name, engine, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ImportError
     with caplog.at_level(logging.INFO, logger="senet_demo.engine"):
