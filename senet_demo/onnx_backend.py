@@ -7,6 +7,7 @@ with the reason; the engine then keeps eager PyTorch for that model and shows th
 """
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from pathlib import Path
@@ -29,11 +30,11 @@ class OnnxUnavailable(RuntimeError):
 
 def missing_packages() -> str | None:
     """Why ONNX Runtime cannot be used at all (a package is missing), or None when it can."""
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime  # noqa: F401
-    except ImportError as err:
-        return f"ONNX Runtime is not installed ({err.name} missing: pip install onnxruntime onnx)"
+    for package in ("onnxruntime", "onnx"):  # the session, and the exporter's graph format
+        try:
+            importlib.import_module(package)
+        except ImportError:
+            return f"ONNX Runtime is not installed ({package} missing: pip install onnxruntime onnx)"
     return None
 
 
