@@ -32,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--weights-dir", metavar="DIR", help="where local weights live (default: weights/)")
     parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
                         help="forward pass: ONNX Runtime (exported once, checked against PyTorch), eager PyTorch, "
-                             "or auto = ONNX Runtime when installed and valid, else PyTorch (default: auto)")
+                             "or auto = ONNX Runtime when installed and valid, else PyTorch "
+                             "(default: $SENET_ENGINE or auto)")
     args = parser.parse_args(argv)
     if args.engine == "onnx":
         from senet_demo.onnx_backend import missing_packages

@@ -96,7 +96,7 @@ def _models(parser: argparse.ArgumentParser) -> None:
 def _engine(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
                         help="ONNX Runtime, eager PyTorch, or auto = ONNX Runtime when installed and valid "
-                             "(default: auto)")
+                             "(default: $SENET_ENGINE or auto)")
 
 
 def _services(args):
