@@ -1,0 +1,515 @@
+#!/usr/bin/env python3
+"""How fast SENet Explorer is on this machine, against the physical floor and the naive way.
+
+Runs with random weights by default (the arithmetic of a forward pass does not depend on the weight
+values): full-size ``resnet152d.gluon_in1k`` and ``seresnext101_64x4d.gluon_in1k`` are written once in
+the Hugging Face layout under ``--work-dir`` and loaded through the app's own code. Every figure is the
+median of ``--runs`` runs, and every comparison is a ratio of figures measured in this one run:
+
+* the machine's fp32 peak, from a large matrix multiply;
+* per model: FLOPs of one forward (counted by ``torch.utils.flop_counter``), eager PyTorch latency, the
+  selected engine's latency, achieved GFLOP/s and the fraction of peak; the ensemble against the floor
+  (its FLOPs divided by the peak);
+* the app's classify request through the Gradio API against the bare forward passes (the app's overhead);
+* one image through Classify, Retrieve and Explain in a row, against one classify, for the app and for a
+  naive baseline written here (a separate forward per tab with a freshly built transform);
+* the gallery index build (images/s), search latency at 1k and 100k vectors;
+* restart: ``app.py`` started with weights, exports and gallery features on disk, to its first answer,
+  against a process that only loads the weights; the app's peak resident memory.
+
+    .venv/bin/python benchmarks/bench.py                 # about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/bench.py --quick         # fewer runs, no 100k search
+    .venv/bin/python benchmarks/bench.py --json benchmarks/results.json
+
+A script, not a test: the figures depend on the machine and on what else runs on it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DEFAULT_ARCHS = ("resnet152d.gluon_in1k", "seresnext101_64x4d.gluon_in1k")
+DEFAULT_WORK_DIR = Path.home() / ".cache" / "senet-explorer" / "bench"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def median_time(fn, runs: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def median_of(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cpus": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "load_1min": os.getloadavg()[0]}
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        info["onnxruntime"] = None
+    return info
+
+
+def peak_gflops(runs: int, n: int = 4096) -> float:
+    """The best fp32 GFLOP/s of an n×n matrix multiply: the machine's practical peak."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(runs))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def photos(count: int) -> list[Path]:
+    """Distinct real photos from the committed gallery (distinct pixels: every one misses the cache)."""
+    from senet_demo.config import GALLERY_DIR
+    from senet_demo.gallery import scan
+
+    items = scan(GALLERY_DIR)
+    step = max(1, len(items) // count)
+    return [item.path for item in items[::step][:count]]
+
+
+# ----------------------------------------------------------------------------------------------- models
+def random_weight_models(work_dir: Path, archs: tuple[str, ...]) -> list[str]:
+    """Write each arch with random weights in the Hub layout once; return the app's SPECs for them."""
+    import timm
+    import torch
+    from timm.models import save_for_hf
+
+    specs = []
+    for arch in archs:
+        folder = work_dir / "weights" / arch
+        if not (folder / "model.safetensors").exists():
+            print(f"writing random-weight {arch} to {folder} …", flush=True)
+            torch.manual_seed(0)
+            model = timm.create_model(arch, pretrained=False).eval()
+            save_for_hf(model, str(folder), safe_serialization=True)
+        specs.append(f"{arch}={folder}")
+    return specs
+
+
+def flop_count(model, input_size: tuple[int, int, int]) -> int:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, *input_size))
+    return counter.get_total_flops()
+
+
+# ----------------------------------------------------------------------------------------------- figures
+def forward_latency(specs: list[str], engine: str, runs: int, work_dir: Path) -> dict:
+    """Per model: FLOPs of one forward and the median latency of ``engine`` on one preprocessed view.
+
+    Run in a process of its own per engine: PyTorch's and ONNX Runtime's thread pools keep spinning
+    between calls and would slow each other down in one process.
+    """
+    from PIL import Image
+
+    from senet_demo.images import load_image
+
+    services = _services(specs, engine, work_dir)
+    image = load_image(Image.open(photos(1)[0]))
+    out = {}
+    for name in services.registry.names:
+        loaded = services.registry.get(name)
+        batch = loaded.transform(image).unsqueeze(0)
+        backend = services.engine.backend(name)
+        out[name] = {"gflop": flop_count(loaded.model, tuple(batch.shape[1:])) / 1e9,
+                     "seconds": median_time(lambda: backend.forward(batch), runs),
+                     "backend": services.engine.backend_name(name)}
+    return out
+
+
+def _services(specs: list[str], engine: str, work_dir: Path):
+    from senet_demo.config import GALLERY_DIR, AppConfig
+    from senet_demo.services import Services
+
+    return Services.create(AppConfig.from_specs(specs, offline=True, weights_dir=work_dir / "weights",
+                                                gallery_dir=GALLERY_DIR, feature_cache_dir=work_dir / "features",
+                                                engine=engine))
+
+
+def app_overhead(client, services, images: list[Path], runs: int) -> dict:
+    """Classify through the Gradio API (new image each time: no cache) vs the bare forward passes."""
+    from gradio_client import handle_file
+    from PIL import Image
+
+    from senet_demo.images import load_image
+
+    api, bare = [], []
+    for path in images[:runs]:
+        api.append(_timed(lambda: client.predict(handle_file(str(path)), api_name="/classify")))
+    for path in images[runs:2 * runs] or images[:runs]:
+        picture = load_image(Image.open(path))
+        bare.append(sum(
+            _timed(lambda n=name: services.engine.backend(n).forward(
+                services.registry.get(n).transform(picture).unsqueeze(0)))
+            for name in services.registry.names))
+    return {"api_classify_s": median_of(api), "bare_forwards_s": median_of(bare)}
+
+
+def three_tabs(client, services, images: list[Path], runs: int) -> dict:
+    """One new image through Classify, Retrieve and Explain in a row, vs one classify of a new image."""
+    from gradio_client import handle_file
+
+    se_models = [n for n in services.registry.names if services.engine.se_blocks(n)]
+    classify_only, all_three = [], []
+    for i in range(runs):
+        one, two = images[2 * i], images[2 * i + 1]
+        classify_only.append(_timed(lambda: client.predict(handle_file(str(one)), api_name="/classify")))
+
+        def row(path=two):
+            client.predict(handle_file(str(path)), api_name="/classify")
+            client.predict(handle_file(str(path)), api_name="/retrieve")
+            if se_models:
+                client.predict(image=handle_file(str(path)), model=se_models[0], api_name="/explain")
+
+        all_three.append(_timed(row))
+    return {"classify_s": median_of(classify_only), "three_tabs_s": median_of(all_three)}
+
+
+def naive_three_tabs(specs: list[str], runs: int, work_dir: Path) -> dict:
+    """The way most demos do it: eager PyTorch, a fresh transform and a separate forward pass in every tab."""
+    import timm
+    import torch
+    from PIL import Image
+
+    services = _services(specs, "torch", work_dir)
+    images = photos(12 * runs)[8 * runs:10 * runs]
+    gallery_matrix = _gallery_matrix(services)
+    models = {name: services.registry.get(name).model for name in services.registry.names}
+
+    def prepare(model, path):
+        config = timm.data.resolve_data_config({}, model=model)
+        transform = timm.data.create_transform(**config)
+        return transform(Image.open(path).convert("RGB")).unsqueeze(0)
+
+    def classify(path):
+        with torch.no_grad():
+            probs = [model(prepare(model, path)).softmax(-1) for model in models.values()]
+        return torch.stack(probs).mean(0)
+
+    def retrieve(path):
+        with torch.no_grad():
+            embeddings = []
+            for model in models.values():
+                features = model.forward_features(prepare(model, path))
+                embeddings.append(torch.nn.functional.normalize(model.forward_head(features, pre_logits=True), dim=-1))
+            query = torch.cat(embeddings, -1)
+        return (gallery_matrix @ query.T).topk(5, dim=0)
+
+    def explain(path):
+        from senet_demo.se_blocks import capture_excitations, find_se_blocks
+
+        for model in models.values():
+            blocks = find_se_blocks(model)
+            if blocks:
+                with torch.no_grad(), capture_excitations(model, blocks) as excitations:
+                    model(prepare(model, path))
+                return excitations
+
+    classify_only, all_three = [], []
+    for i in range(runs):
+        one, two = images[2 * i], images[2 * i + 1]
+        classify_only.append(_timed(lambda: classify(one)))
+        all_three.append(_timed(lambda: (classify(two), retrieve(two), explain(two))))
+    return {"classify_s": median_of(classify_only), "three_tabs_s": median_of(all_three)}
+
+
+def gallery_build(services, count: int) -> dict:
+    """Embedding throughput of a fresh gallery index (every model, batched as the app does)."""
+    from senet_demo.config import GALLERY_DIR
+    from senet_demo.gallery import FeatureStore, scan
+
+    items = scan(GALLERY_DIR)[:count]
+    with tempfile.TemporaryDirectory() as cache:
+        store = FeatureStore(services.engine, Path(cache))
+        start = time.perf_counter()
+        for name in services.registry.names:
+            store.outputs(name, items)
+        seconds = time.perf_counter() - start
+    return {"images": len(items), "seconds": seconds, "images_per_s": len(items) / seconds}
+
+
+def search_latency(sizes: list[int], runs: int) -> list[dict]:
+    import numpy as np
+
+    import bench_search
+
+    bench_search.np = np
+    return [bench_search.bench(n, 2048, runs, 20, seed=0) for n in sizes]
+
+
+LOAD_ONLY = """
+import sys, time, timm, torch
+from safetensors.torch import load_file
+for arch, folder in zip(sys.argv[1::2], sys.argv[2::2]):
+    model = timm.create_model(arch, pretrained=False)
+    model.load_state_dict(load_file(folder + "/model.safetensors"))
+    model.eval()
+print("ready", flush=True)
+"""
+
+
+def cold_start(specs: list[str], engine: str, gallery: Path, runs: int) -> dict:
+    """Seconds from process start: (a) just loading the weights; (b) ``app.py`` to its first classify answer."""
+    from gradio_client import Client, handle_file
+
+    args = []
+    for spec in specs:
+        arch, _, folder = spec.partition("=")
+        args += [arch.split(".")[0], folder]
+    load_only, first_answer, peak_rss = [], [], []
+    image = photos(1)[0]
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", LOAD_ONLY, *args], check=True, capture_output=True)
+        load_only.append(time.perf_counter() - start)
+
+        port = free_port()
+        command = [sys.executable, str(REPO_ROOT / "app.py"), "--offline", "--port", str(port), "--engine", engine,
+                   "--gallery", str(gallery)] + [f"--model={s}" for s in specs]
+        start = time.perf_counter()
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+        try:
+            client = _connect(f"http://127.0.0.1:{port}/", server)
+            client.predict(handle_file(str(image)), api_name="/classify")
+            first_answer.append(time.perf_counter() - start)
+            peak_rss.append(_vm_hwm_mb(server.pid))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return {"load_weights_s": median_of(load_only), "first_answer_s": median_of(first_answer),
+            "app_peak_rss_mb": max(peak_rss)}
+
+
+def _connect(url: str, server: subprocess.Popen, timeout: float = 300.0):
+    from gradio_client import Client
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with code {server.returncode}")
+        try:
+            return Client(url, verbose=False)
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _vm_hwm_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ----------------------------------------------------------------------------------------------- report
+def report(r: dict) -> str:
+    m = r["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
+             f"onnxruntime {m['onnxruntime']}, Python {m['python']}; load at start {m['load_1min']:.2f}",
+             f"Peak fp32 (4096² matmul, best of {r['runs']}): {r['peak_gflops']:.1f} GFLOP/s", ""]
+    engine = r["engine"]
+    lines += [f"| model | GFLOP | eager | {engine} | speed-up | {engine} GFLOP/s | of peak |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in r["models"].items():
+        fast = row[f"{engine}_s"]
+        lines.append(f"| {name.split('=')[0]} | {row['gflop']:.1f} | {row['torch_s'] * 1e3:.0f} ms | "
+                     f"{fast * 1e3:.0f} ms | {row['torch_s'] / fast:.2f}× | {row['gflop'] / fast:.0f} | "
+                     f"{row['gflop'] / fast / r['peak_gflops']:.0%} |")
+    e = r["ensemble"]
+    lines += [f"| **ensemble** | {e['gflop']:.1f} | {e['torch_s'] * 1e3:.0f} ms | {e['engine_s'] * 1e3:.0f} ms | "
+              f"**{e['speedup']:.2f}×** | {e['gflop'] / e['engine_s']:.0f} | {e['gflop'] / e['engine_s'] / r['peak_gflops']:.0%} |",
+              "", f"Backends: " + ", ".join(f"{n.split('=')[0]}: {row[f'{engine}_backend']}" for n, row in r["models"].items()),
+              f"Physical floor of the ensemble: {e['gflop']:.1f} GFLOP / {r['peak_gflops']:.0f} GFLOP/s = "
+              f"{e['floor_s'] * 1e3:.0f} ms; the {engine} engine takes **{e['engine_s'] / e['floor_s']:.2f}×** the floor.", ""]
+    o = r["app_overhead"]
+    lines += ["| figure | value | ratio |", "|---|---:|---:|",
+              f"| classify through the Gradio API | {o['api_classify_s'] * 1e3:.0f} ms | **{o['api_classify_s'] / o['bare_forwards_s']:.2f}×** the bare forwards ({o['bare_forwards_s'] * 1e3:.0f} ms) |"]
+    t, n = r["three_tabs"], r["naive"]
+    lines += [f"| Classify + Retrieve + Explain, app | {t['three_tabs_s'] * 1e3:.0f} ms | **{t['three_tabs_s'] / t['classify_s']:.2f}×** one classify ({t['classify_s'] * 1e3:.0f} ms) |",
+              f"| Classify + Retrieve + Explain, naive | {n['three_tabs_s'] * 1e3:.0f} ms | {n['three_tabs_s'] / n['classify_s']:.2f}× one naive classify ({n['classify_s'] * 1e3:.0f} ms) |"]
+    g = r["gallery_build"]
+    lines.append(f"| gallery index build ({g['images']} images, {len(r['models'])} models) | {g['images_per_s']:.2f} images/s | |")
+    for s in r["search"]:
+        lines.append(f"| search, {s['n']:,} vectors (2048-d, k=20) | exact {s['exact_median_ms']:.2f} ms, faiss {s['faiss_median_ms']:.2f} ms | faiss HNSW build {s['build_faiss_s']:.1f} s |")
+    c = r["cold_start"]
+    lines += [f"| restart to first answer (`app.py`, {engine}) | {c['first_answer_s']:.1f} s | **{c['first_answer_s'] / c['load_weights_s']:.2f}×** just loading the weights ({c['load_weights_s']:.1f} s) |",
+              f"| app peak resident memory | {c['app_peak_rss_mb']:.0f} MB | |"]
+    return "\n".join(lines)
+
+
+CHILD_SECTIONS = ("forward", "naive", "peak")
+
+
+def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: str = "torch") -> dict:
+    """One section of the benchmark in a fresh Python process; its figures come back as JSON."""
+    command = [sys.executable, __file__, "--child", section, "--engine", engine, "--runs", str(args.runs),
+               "--work-dir", str(args.work_dir)] + [f"--model={s}" for s in specs]
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child(section: str, args: argparse.Namespace) -> None:
+    if section == "forward":
+        result = forward_latency(args.models, args.engine, args.runs, args.work_dir)
+    elif section == "naive":
+        result = naive_three_tabs(args.models, args.runs, args.work_dir)
+    else:
+        result = {"peak_gflops": peak_gflops(max(3, args.runs)), "machine": machine()}
+    print(json.dumps(result))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="timed runs per figure (the median is reported)")
+    parser.add_argument("--engine", default="onnx", choices=["onnx", "torch"], help="the app's engine, compared with eager")
+    parser.add_argument("--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+                        help="random-weight models, exports and gallery features (kept between runs)")
+    parser.add_argument("--model", action="append", dest="models", metavar="SPEC",
+                        help="benchmark these SPECs instead of random-weight copies of the default ensemble")
+    parser.add_argument("--quick", action="store_true", help="3 runs, no 100k search, 2 restarts")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--child", choices=CHILD_SECTIONS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs = 3
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if args.child:
+        child(args.child, args)
+        return 0
+
+    import gradio as gr  # noqa: F401  (imported before the app's modules, as app.py does)
+    from gradio_client import Client
+
+    from senet_demo.config import GALLERY_DIR
+    from senet_demo.ui import allowed_paths, build_demo
+
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    specs = args.models or random_weight_models(args.work_dir, DEFAULT_ARCHS)
+    runs = args.runs
+    results: dict = {"runs": runs, "engine": args.engine, "specs": specs}
+
+    fast = _services(specs, args.engine, args.work_dir)  # also exports on a first run, before anything is timed
+    for name in fast.registry.names:
+        fast.engine.backend(name)
+    results.update(run_child("peak", args, specs))
+    print(f"{results['machine']}\npeak {results['peak_gflops']:.1f} GFLOP/s", flush=True)
+
+    eager = run_child("forward", args, specs, "torch")
+    engine = run_child("forward", args, specs, args.engine) if args.engine != "torch" else eager
+    results["models"] = {name: {"gflop": eager[name]["gflop"], "torch_s": eager[name]["seconds"],
+                                f"{args.engine}_s": engine[name]["seconds"],
+                                f"{args.engine}_backend": engine[name]["backend"]} for name in eager}
+    rows = results["models"].values()
+    ensemble = {"gflop": sum(r["gflop"] for r in rows), "torch_s": sum(r["torch_s"] for r in rows),
+                "engine_s": sum(r[f"{args.engine}_s"] for r in rows)}
+    ensemble["speedup"] = ensemble["torch_s"] / ensemble["engine_s"]
+    ensemble["floor_s"] = ensemble["gflop"] / results["peak_gflops"]
+    results["ensemble"] = ensemble
+    print(json.dumps(results["models"]), flush=True)
+
+    demo = build_demo(fast)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                allowed_paths=allowed_paths(fast))
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        pool = photos(12 * runs)
+        client.predict(handle_file_path(pool[-1]), api_name="/retrieve")  # warm-up; stores the gallery features
+        results["app_overhead"] = app_overhead(client, fast, pool[:2 * runs], runs)
+        results["three_tabs"] = three_tabs(client, fast, pool[4 * runs:8 * runs], runs)
+    finally:
+        demo.close()
+    results["naive"] = run_child("naive", args, specs)
+    print(json.dumps({k: results[k] for k in ("app_overhead", "three_tabs", "naive")}), flush=True)
+
+    results["gallery_build"] = gallery_build(fast, count=16 if args.quick else 32)
+    results["search"] = search_latency([1_000] if args.quick else [1_000, 100_000], runs=30)
+    del fast
+    results["cold_start"] = cold_start(specs, args.engine, GALLERY_DIR, runs=2 if args.quick else 3)
+
+    text = report(results)
+    print("\n" + text)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"\nwrote {args.json}")
+    return 0
+
+
+def handle_file_path(path: Path):
+    from gradio_client import handle_file
+
+    return handle_file(str(path))
+
+
+def _gallery_matrix(services):
+    """The gallery's ensemble embeddings, normalised per model and concatenated (as the naive retrieve uses)."""
+    import torch
+
+    from senet_demo.gallery import scan
+    from senet_demo.config import GALLERY_DIR
+
+    items = scan(GALLERY_DIR)
+    parts = []
+    for name in services.registry.names:
+        outputs = services.features.outputs(name, items)
+        parts.append(torch.nn.functional.normalize(torch.tensor(
+            [o.embedding for o in outputs]), dim=-1))
+    return torch.cat(parts, -1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
