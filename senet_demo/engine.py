@@ -8,8 +8,11 @@ a bounded LRU, so switching tabs on the same image costs no second pass.
 The forward of a batch of views is done by a backend, chosen per model when
 it is first used: eager PyTorch (``EagerBackend``) or ONNX Runtime
 (``onnx_backend``, selected by ``auto`` or ``onnx``; eager with the reason
-logged when it cannot serve the model). The SE ablation and the feature maps
-need hooks inside the model, so they always run eagerly.
+logged when it cannot serve the model). Both also return the input maps U of
+the Explain tab's default block, and a single-view pass keeps those of its most
+and least excited channels, so Explain's tiles need no second pass. The SE
+ablation, and the maps of any other block, need hooks inside the model, so
+they run eagerly.
 """
 from __future__ import annotations
 
@@ -28,7 +31,8 @@ from PIL import Image
 from .ensemble import tta_batch
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
-from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, excitation_disabled, find_se_blocks
+from .se_blocks import (MAP_CHANNELS, SEBlock, capture_excitations, capture_se_inputs, excitation_disabled,
+                        find_se_blocks, map_blocks)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,9 @@ class Outputs:
     log_probs: np.ndarray  # (K,) log-softmax of the mean logits (the 000_* retrieval feature)
     embedding: np.ndarray  # (D,) pooled pre-logits feature, mean over views
     excitations: dict[str, np.ndarray] = field(default_factory=dict)  # SE_s_b -> (C,), mean over views
+    # SE_s_b of the default block -> {channel: (H, W) input map}, for its MAP_CHANNELS most and least
+    # excited channels; single-view passes only (a map is of one crop, not a mean over views)
+    channel_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     latency_ms: float = 0.0  # wall time of the forward pass that produced this
     views: int = 1
     from_cache: bool = False  # True when served from the cache (latency_ms is then the original pass's)
@@ -79,12 +86,16 @@ class LRUCache:
         return len(self._items)
 
 
+# (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)}, {SE_s_b: input maps U (V, C, H, W)} of map_blocks)
+ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
 class Backend(Protocol):
-    """Runs a batch of views: (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)})."""
+    """Runs a batch of views through one model."""
 
     name: str
 
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]: ...
+    def forward(self, batch: torch.Tensor) -> ForwardResult: ...
 
 
 class EagerBackend:
@@ -96,13 +107,14 @@ class EagerBackend:
         self.model, self.blocks = model, blocks
         self.reason = reason  # why ONNX Runtime is not used, when it was asked for
 
-    def forward(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, batch: torch.Tensor) -> ForwardResult:
         model = self.model
-        with torch.inference_mode(), capture_excitations(model, self.blocks) as excitations:
+        with (torch.inference_mode(), capture_excitations(model, self.blocks) as excitations,
+              capture_se_inputs(model, map_blocks(self.blocks)) as maps):
             features = model.forward_features(batch)
             embedding = model.forward_head(features, pre_logits=True)
             logits = model.forward_head(features)
-        return logits.float(), embedding.float(), dict(excitations)
+        return logits.float(), embedding.float(), dict(excitations), dict(maps)
 
 
 class Engine:
@@ -209,26 +221,30 @@ class Engine:
             eager = EagerBackend(loaded.model, self.se_blocks(name))
             return self._forward(loaded, tta_batch(loaded.transform, image), eager)
 
-    def feature_maps(self, name: str, image: Image.Image, block: SEBlock) -> np.ndarray:
-        """The input U of one SE block, (C, H, W): the maps its excitation rescales.
+    def feature_maps(self, name: str, image: Image.Image, block: SEBlock, channels: list[int]) -> np.ndarray:
+        """Channels of the input U of one SE block, (len(channels), H, W): the maps its excitation rescales.
 
-        Too large to keep for every block in the shared pass, so one block's maps are computed on
-        request (another forward) and cached like the outputs.
+        The shared pass keeps the most and least excited channels of the default block; any other
+        block or channel costs an eager forward, whose maps are cached like the outputs.
         """
-        key = (name, content_hash(image), "se-input", block.name)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        loaded = self.registry.get(name)
-        with torch.inference_mode(), capture_se_inputs(loaded.model, [block]) as inputs:
-            loaded.model(tta_batch(loaded.transform, image))
-        maps = inputs[block.name][0].numpy()
-        self.cache.put(key, maps)
-        return maps
+        digest = content_hash(image)
+        shared = self.cache.get((name, digest, "none"))
+        kept = shared.channel_maps.get(block.name, {}) if shared is not None else {}
+        if all(c in kept for c in channels):
+            return np.stack([kept[c] for c in channels])
+        key = (name, digest, "se-input", block.name)
+        maps = self.cache.get(key)
+        if maps is None:
+            loaded = self.registry.get(name)
+            with torch.inference_mode(), capture_se_inputs(loaded.model, [block]) as inputs:
+                loaded.model(tta_batch(loaded.transform, image))
+            maps = inputs[block.name][0].numpy()
+            self.cache.put(key, maps)
+        return maps[list(channels)]
 
     def _forward(self, loaded: LoadedModel, batch: torch.Tensor, backend: Backend, per_image: bool = False):
         start = time.perf_counter()
-        logits, embedding, excitations = backend.forward(batch)
+        logits, embedding, excitations, maps = backend.forward(batch)
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.forward_passes += 1
         probs = logits.softmax(-1)
@@ -250,6 +266,17 @@ class Engine:
             log_probs=logits.mean(0).log_softmax(-1).numpy(),
             embedding=embedding.mean(0).numpy(),
             excitations={n: v.mean(0).numpy() for n, v in excitations.items()},
+            channel_maps=_extreme_channel_maps(maps, excitations) if len(batch) == 1 else {},
             latency_ms=latency_ms,
             views=len(batch),
         )
+
+
+def _extreme_channel_maps(maps: dict[str, torch.Tensor], excitations: dict[str, torch.Tensor]) -> dict:
+    """Of each block's (1, C, H, W) maps, those of the MAP_CHANNELS most and least excited channels."""
+    kept = {}
+    for name, u in maps.items():
+        order = np.argsort(-excitations[name][0].numpy(), kind="stable")  # the order excitation.extreme_channels uses
+        channels = sorted({int(c) for c in (*order[:MAP_CHANNELS], *order[::-1][:MAP_CHANNELS])})
+        kept[name] = {c: u[0, c].numpy().copy() for c in channels}  # copies: the full (C, H, W) is not kept
+    return kept

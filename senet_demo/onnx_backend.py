@@ -17,7 +17,7 @@ import torch
 
 from . import onnx_export as ox
 from .models import LoadedModel
-from .se_blocks import SEBlock
+from .se_blocks import SEBlock, map_blocks
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,10 @@ class OrtBackend:
 
     def forward(self, batch: torch.Tensor) -> ox.ForwardResult:
         values = self.session.run(self._outputs, {ox.INPUT: batch.detach().float().contiguous().numpy()})
-        logits, embedding, *gates = (torch.from_numpy(v) for v in values)
-        return logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)}
+        logits, embedding, *rest = (torch.from_numpy(v) for v in values)
+        gates, maps = rest[:len(self.blocks)], rest[len(self.blocks):]
+        return (logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)},
+                {b.name: u for b, u in zip(map_blocks(self.blocks), maps)})
 
 
 def open_session(path: Path, blocks: list[SEBlock], threads: int) -> OrtBackend:

@@ -1,8 +1,9 @@
 """Export a model to ONNX once, with every output the engine reads, and check it against eager PyTorch.
 
 The graph takes a batch of preprocessed views (dynamic batch axis, so the ten TTA crops run in one
-call) and returns ``logits``, the pooled pre-logits ``embedding`` and one output per SE block, named
-as the block (``SE_2_1`` ...), holding its excitation as (B, C).
+call) and returns ``logits``, the pooled pre-logits ``embedding``, one output per SE block, named
+as the block (``SE_2_1`` ...), holding its excitation as (B, C), and the input maps U of the Explain
+tab's default block (``U_SE_3_23``, (B, C, H, W)).
 
 Exports are cached as ``<dir>/<arch>-<weights identity>-<H>x<W>-f<FORMAT>-op<OPSET>.onnx``, written
 atomically (temporary file, then rename), with a JSON sidecar that records the file's sha256 and the
@@ -30,19 +31,20 @@ from torch import nn
 
 from .ensemble import tta_batch
 from .models import LoadedModel
-from .se_blocks import SEBlock, capture_excitations
+from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the graph's inputs or outputs change: old exports are then ignored
+FORMAT_VERSION = 2  # bump when the graph's inputs or outputs change: old exports are then ignored
 OPSET = 17
 INPUT = "image"
 LOGITS, EMBEDDING = "logits", "embedding"
 PROB_TOLERANCE = 1e-4  # max |p_onnx - p_eager| over every class of every validation view
 FEATURE_TOLERANCE = 1e-3  # embedding (relative to its largest value) and excitations (absolute)
 
-# (logits, embedding, {SE_s_b: (B, C)}), each with the batch first: what both backends return.
-ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]
+# (logits, embedding, {SE_s_b: (B, C)}, {SE_s_b: (B, C, H, W)}), each with the batch first: what both backends return.
+ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]
+MAP_PREFIX = "U_"  # output name of a block's input maps: U_SE_3_23
 
 
 class _GraphOutputs(nn.Module):
@@ -53,11 +55,12 @@ class _GraphOutputs(nn.Module):
         self.model, self.blocks = model, blocks
 
     def forward(self, batch: torch.Tensor):
-        with capture_excitations(self.model, self.blocks) as excitations:
+        mapped = map_blocks(self.blocks)
+        with capture_excitations(self.model, self.blocks) as excitations, capture_se_inputs(self.model, mapped) as maps:
             features = self.model.forward_features(batch)
             embedding = self.model.forward_head(features, pre_logits=True)
             logits = self.model.forward_head(features)
-        return (logits, embedding, *(excitations[b.name] for b in self.blocks))
+        return (logits, embedding, *(excitations[b.name] for b in self.blocks), *(maps[b.name] for b in mapped))
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class ExportFiles:
 
 
 def output_names(blocks: list[SEBlock]) -> list[str]:
-    return [LOGITS, EMBEDDING, *(b.name for b in blocks)]
+    return [LOGITS, EMBEDDING, *(b.name for b in blocks), *(MAP_PREFIX + b.name for b in map_blocks(blocks))]
 
 
 def export_files(cache_dir: Path, loaded: LoadedModel) -> ExportFiles:
@@ -133,7 +136,7 @@ def validation_batch(loaded: LoadedModel) -> torch.Tensor:
 
 def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
     """How far the ONNX outputs are from eager PyTorch, and whether that is within the tolerances."""
-    (logits_e, embedding_e, excitations_e), (logits_o, embedding_o, excitations_o) = eager, onnx
+    (logits_e, embedding_e, excitations_e, maps_e), (logits_o, embedding_o, excitations_o, maps_o) = eager, onnx
     probs_e, probs_o = logits_e.float().softmax(-1), logits_o.float().softmax(-1)
     k = min(5, probs_e.shape[-1])
     top5_match = bool(torch.equal(probs_e.topk(k, -1).indices, probs_o.topk(k, -1).indices))
@@ -145,6 +148,11 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
         (float((excitations_e[n] - excitations_o[n]).abs().max()) for n in excitations_e if n in excitations_o),
         default=0.0,
     )
+    maps_diff = max(
+        (float((maps_e[n] - maps_o[n]).abs().max()) / max(1.0, float(maps_e[n].abs().max())) for n in maps_e if n in maps_o),
+        default=0.0,
+    )
+    same_blocks = same_blocks and list(maps_e) == list(maps_o)
     problems = []
     if prob_diff >= PROB_TOLERANCE:
         problems.append(f"probabilities differ by up to {prob_diff:.2e} (limit {PROB_TOLERANCE:g})")
@@ -156,6 +164,8 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
         problems.append("the SE blocks differ")
     if excitation_diff >= FEATURE_TOLERANCE:
         problems.append(f"excitations differ by up to {excitation_diff:.2e}")
+    if maps_diff >= FEATURE_TOLERANCE:
+        problems.append(f"feature maps differ by up to {maps_diff:.2e} of their scale")
     return {
         "valid": not problems,
         "reason": "; ".join(problems),
@@ -164,6 +174,7 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
         "top5_match": top5_match,
         "embedding_max_rel_diff": embedding_diff,
         "excitation_max_abs_diff": excitation_diff,
+        "maps_max_rel_diff": maps_diff,
     }
 
 

@@ -118,6 +118,27 @@ def gate_of(model: nn.Module, block: SEBlock) -> nn.Module:
     return se_parts(model.get_submodule(block.path))[2]
 
 
+
+# The Explain tab's tiles show at most this many most and least excited channels of a block.
+MAP_CHANNELS = 8
+
+
+def default_block(blocks: list[SEBlock]) -> str | None:
+    """The last block of the second-to-last stage: where class-specific excitation shows well.
+
+    The Explain tab opens on it, so the shared forward pass also keeps its input maps (``map_blocks``).
+    """
+    if not blocks:
+        return None
+    stages = sorted({b.stage for b in blocks})
+    stage = stages[-2] if len(stages) > 1 else stages[-1]
+    return [b for b in blocks if b.stage == stage][-1].name
+
+
+def map_blocks(blocks: list[SEBlock]) -> list[SEBlock]:
+    """The blocks whose input maps U the shared forward pass returns: the default block, if any."""
+    return [b for b in blocks if b.name == default_block(blocks)]
+
 @contextmanager
 def _hooks_for_this_thread(modules: list[nn.Module], hooks: list, pre: bool = False) -> Iterator[None]:
     """Register ``hooks[i]`` on ``modules[i]`` for the duration; each acts only for the registering thread."""

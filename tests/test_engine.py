@@ -121,7 +121,8 @@ def test_hooks_are_removed_when_the_forward_raises(engine, tiny_registry, senet_
     monkeypatch.setattr(model, "forward_head", broken_head)
     with pytest.raises(RuntimeError, match="head exploded"):
         engine.run(senet_name, photo)
-    assert during and during[0] == before + len(engine.se_blocks(senet_name))  # hooks were in place
+    # hooks were in place: one per SE gate, and one on the default block for its input maps
+    assert during and during[0] == before + len(engine.se_blocks(senet_name)) + 1
     assert hook_count(model) == before
     assert len(engine.cache) == 0  # a failed run caches nothing
     monkeypatch.undo()
@@ -223,3 +224,53 @@ def test_models_with_the_same_preprocessing_share_the_views(tmp_path, tiny_resne
     for name in (twin, senet_name):
         np.testing.assert_allclose(engine.run(name, photo, "tencrop").probs,
                                    reference_probs(registry.get(name), photo, "tencrop"), atol=1e-6)
+
+
+# ---------------------------------------------------------------- feature maps for Explain's tiles
+
+
+def _direct_maps(loaded, image, block) -> np.ndarray:
+    """The block's input U for the model's own crop, captured by a plain forward."""
+    from senet_demo.se_blocks import capture_se_inputs
+
+    with torch.no_grad(), capture_se_inputs(loaded.model, [block]) as inputs:
+        loaded.model(tta_batch(loaded.transform, image))
+    return inputs[block.name][0].numpy()
+
+
+def test_default_block_tiles_come_from_the_shared_pass(engine, tiny_registry, senet_name):
+    from senet_demo.excitation import extreme_channels
+    from senet_demo.se_blocks import MAP_CHANNELS, default_block
+
+    image = random_image(seed=31)
+    blocks = engine.se_blocks(senet_name)
+    block = next(b for b in blocks if b.name == default_block(blocks))
+    outputs = engine.run(senet_name, image)
+    passes = engine.forward_passes
+    for k in (1, 4, MAP_CHANNELS):
+        top, bottom = extreme_channels(outputs.excitations[block.name], k)
+        channels = [*top, *bottom]
+        maps = engine.feature_maps(senet_name, image, block, channels)
+        np.testing.assert_allclose(maps, _direct_maps(tiny_registry.get(senet_name), image, block)[channels],
+                                   atol=1e-5, rtol=0)
+    assert engine.forward_passes == passes  # no second forward for the tiles
+    kept = outputs.channel_maps[block.name]
+    assert len(kept) <= 2 * MAP_CHANNELS < block.channels  # only the extremes are kept, not all C maps
+
+
+def test_other_blocks_and_channels_take_an_eager_pass(engine, tiny_registry, senet_name):
+    from senet_demo.se_blocks import default_block
+
+    image = random_image(seed=32)
+    blocks = engine.se_blocks(senet_name)
+    default = next(b for b in blocks if b.name == default_block(blocks))
+    outputs = engine.run(senet_name, image)
+    middle = [c for c in range(default.channels) if c not in outputs.channel_maps[default.name]][:3]
+    for block, channels in ((blocks[0], [0, 5, 2]), (default, middle)):
+        maps = engine.feature_maps(senet_name, image, block, channels)
+        np.testing.assert_allclose(maps, _direct_maps(tiny_registry.get(senet_name), image, block)[channels],
+                                   atol=1e-5, rtol=0)
+
+
+def test_multi_view_passes_keep_no_maps(engine, senet_name):
+    assert engine.run(senet_name, random_image(seed=33), "flip").channel_maps == {}

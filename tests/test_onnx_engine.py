@@ -125,7 +125,9 @@ def test_graph_outputs_are_named_after_the_se_blocks(onnx_services, onnx_root, s
     onnx_services.engine.run(senet_name, random_image())
     backend = onnx_services.engine.backend(senet_name)
     names = [o.name for o in backend.session.get_outputs()]
-    assert names == ["logits", "embedding", *(b.name for b in onnx_services.engine.se_blocks(senet_name))]
+    blocks = onnx_services.engine.se_blocks(senet_name)
+    # the default block's input maps last: the last block of the second-to-last stage
+    assert names == ["logits", "embedding", *(b.name for b in blocks), f"U_{blocks[-2].name}"]
     assert backend.session.get_inputs()[0].shape[0] == "batch"  # dynamic: ten crops in one call
 
 
@@ -330,8 +332,9 @@ def test_ablation_and_feature_maps_stay_eager(onnx_services, engine, senet_name)
     # Exactly the eager engine's ablation (same code, same weights), not an approximation of it.
     eager_ablated = engine.run_ablated(senet_name, image, blocks[-2:])
     np.testing.assert_allclose(ablated.probs, eager_ablated.probs, atol=1e-6, rtol=0)
-    maps = onnx_services.engine.feature_maps(senet_name, image, blocks[0])
-    np.testing.assert_allclose(maps, engine.feature_maps(senet_name, image, blocks[0]), atol=1e-5, rtol=0)
+    every = list(range(blocks[0].channels))  # not the default block: an eager pass
+    maps = onnx_services.engine.feature_maps(senet_name, image, blocks[0], every)
+    np.testing.assert_allclose(maps, engine.feature_maps(senet_name, image, blocks[0], every), atol=1e-5, rtol=0)
 
 
 def test_tiny_weights_copied_elsewhere_share_the_export(onnx_services, onnx_root, tiny_resnet, resnet_name, tmp_path):
@@ -368,3 +371,21 @@ def test_real_lite0_through_onnx_runtime_matches_eager(tmp_path):
         assert_same_outputs(ort, eager.engine.run(spec, image, "tencrop"))
         if expected is not None:
             assert int(np.argmax(ort.probs)) == expected and ort.probs.max() > 0.5
+
+
+def test_onnx_runtime_serves_the_default_blocks_maps(onnx_services, engine, senet_name):
+    from senet_demo.excitation import extreme_channels
+    from senet_demo.se_blocks import MAP_CHANNELS, default_block
+
+    image = random_image(seed=41)
+    fast = onnx_services.engine
+    blocks = fast.se_blocks(senet_name)
+    block = next(b for b in blocks if b.name == default_block(blocks))
+    outputs = fast.run(senet_name, image)
+    assert fast.backend_name(senet_name) == "onnxruntime"
+    top, bottom = extreme_channels(outputs.excitations[block.name], MAP_CHANNELS)
+    passes = fast.forward_passes
+    maps = fast.feature_maps(senet_name, image, block, [*top, *bottom])
+    assert fast.forward_passes == passes
+    eager_maps = engine.feature_maps(senet_name, image, block, [*top, *bottom])
+    np.testing.assert_allclose(maps, eager_maps, atol=1e-4 * max(1.0, float(np.abs(eager_maps).max())), rtol=0)

@@ -375,7 +375,7 @@ def test_engine_removes_its_hooks_when_the_head_raises(se_services, monkeypatch)
         engine.run_ablated(spec, sm.picture(9), blocks)
     assert hook_count(model) == baseline
     with pytest.raises(Boom):
-        engine.feature_maps(spec, sm.picture(9), blocks[0])
+        engine.feature_maps(spec, sm.picture(9), blocks[0], [0])
     assert hook_count(model) == baseline
     assert len(engine.cache) == 0  # a failed pass caches nothing
     monkeypatch.undo()

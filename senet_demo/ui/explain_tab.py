@@ -15,7 +15,7 @@ import numpy as np
 from .. import excitation as ex
 from .. import plots
 from ..ensemble import model_view, top_k
-from ..se_blocks import SEBlock
+from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
 from ..services import Services
 from .common import decode, display_name, example_images, image_input, user_errors
 from .queue import inference
@@ -29,15 +29,6 @@ def no_se_text(name: str, se_models: list[str]) -> str:
     return (f"{name} has no Squeeze-and-Excitation blocks: none of its layers re-weights channels by a learned "
             f"gate, so there are no excitation values to show. (In the default ensemble, resnet152d is the same "
             f"ResNet design as seresnext101_64x4d without SE.) {where}")
-
-
-def default_block(blocks: list[SEBlock]) -> str | None:
-    """The last block of the second-to-last stage: where class-specific excitation shows well."""
-    if not blocks:
-        return None
-    stages = sorted({b.stage for b in blocks})
-    stage = stages[-2] if len(stages) > 1 else stages[-1]
-    return [b for b in blocks if b.stage == stage][-1].name
 
 
 AUTO_BLOCK = "auto"  # the chosen model's default block, so API calls naming only a model get a fitting block
@@ -113,10 +104,11 @@ def build(services: Services) -> None:
         per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
         profile = ex.depth_profile([out.excitations for out in outputs], blocks)
         top, bottom = ex.extreme_channels(main[block.name], int(k))
-        fmaps = engine.feature_maps(model, series[0][1], block)
+        shown = [(kind, int(c)) for kind, channels in (("most", top), ("least", bottom)) for c in channels]
+        fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown])
         view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover
-        tiles = [(plots.feature_overlay(view, fmaps[c]), f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
-                 for kind, channels in (("most", top), ("least", bottom)) for c in channels]
+        tiles = [(plots.feature_overlay(view, fmap), f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
+                 for (kind, c), fmap in zip(shown, fmaps)]
         text = "\n\n".join([
             ex.formula_text(block),
             f"**{display_name(services, model)}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
@@ -182,7 +174,7 @@ def build(services: Services) -> None:
                 upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images")
                 uploads = gr.State([])  # per-visitor; keeps the endpoint callable with just an image
             sample50 = gr.Checkbox(value=False, label="Show 50 evenly sampled channels (as the paper does)")
-            k = gr.Slider(1, 8, value=4, step=1, label="Top/bottom channels to show")
+            k = gr.Slider(1, MAP_CHANNELS, value=4, step=1, label="Top/bottom channels to show")
             button = gr.Button("Explain", variant="primary")
             examples = example_images(services)
             if examples:
