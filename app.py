@@ -56,6 +56,7 @@ def main(argv=None) -> None:
     engine = {"engine": args.engine} if args.engine else {}
     config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     services = Services.create(config)
+    services.preload()  # models with weights on disk load while the server starts
     demo = build_demo(services)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
                 max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))

@@ -146,6 +146,53 @@ def flop_count(model, input_size: tuple[int, int, int]) -> int:
     return counter.get_total_flops()
 
 
+class BrowserProtocolClient:
+    """Calls the app's events the way the browser does: upload, join the queue, read the SSE stream.
+
+    ``gradio_client`` polls its message queue every 50 ms, which would be counted as the app's
+    overhead; this reads the server's events as they arrive. Inputs not given keep their UI defaults.
+    """
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.http = httpx.Client(timeout=600)
+        self.base = url.rstrip("/")
+        config = self.http.get(f"{self.base}/config").json()
+        self.api = self.base + config.get("api_prefix", "/gradio_api")
+        self.defaults = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
+        self.events = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
+
+    def upload(self, path: Path) -> dict:
+        with open(path, "rb") as f:
+            (server_path,) = self.http.post(f"{self.api}/upload", files={"files": (path.name, f)}).json()
+        return {"path": server_path, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+    def predict(self, api_name: str, image: Path, **values) -> list:
+        """Run ``api_name`` with ``image`` as its first input; ``values`` set other inputs by position name."""
+        import uuid
+
+        event = self.events[api_name]
+        data = [self.defaults.get(i) for i in event["inputs"]]
+        data[0] = self.upload(image)
+        for position, value in values.items():
+            data[int(position.removeprefix("input"))] = value
+        session = uuid.uuid4().hex
+        joined = self.http.post(f"{self.api}/queue/join", json={
+            "data": data, "fn_index": event["id"], "trigger_id": None, "session_hash": session, "event_data": None})
+        joined.raise_for_status()
+        with self.http.stream("GET", f"{self.api}/queue/data", params={"session_hash": session}) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    if not message.get("success"):
+                        raise RuntimeError(f"{api_name} failed: {message.get('output')}")
+                    return message["output"]["data"]
+        raise RuntimeError(f"{api_name}: the stream ended without a result")
+
+
 # ----------------------------------------------------------------------------------------------- figures
 def forward_latency(specs: list[str], engine: str, runs: int, work_dir: Path) -> dict:
     """Per model: FLOPs of one forward and the median latency of ``engine`` on one preprocessed view.
@@ -179,42 +226,28 @@ def _services(specs: list[str], engine: str, work_dir: Path):
                                                 engine=engine))
 
 
-def app_overhead(client, services, images: list[Path], runs: int) -> dict:
-    """Classify through the Gradio API (new image each time: no cache) vs the bare forward passes."""
-    from gradio_client import handle_file
+def app_overhead(client: BrowserProtocolClient, services, images: list[Path], runs: int) -> dict:
+    """Classify as a browser asks for it (new image each time: no cache) vs the bare forward passes."""
     from PIL import Image
 
     from senet_demo.images import load_image
 
-    api, bare = [], []
-    for path in images[:runs]:
-        api.append(_timed(lambda: client.predict(handle_file(str(path)), api_name="/classify")))
-    for path in images[runs:2 * runs] or images[:runs]:
+    api = [_timed(lambda p=path: client.predict("classify", p)) for path in images[:runs]]
+    bare = []
+    for path in images[runs:2 * runs]:
         picture = load_image(Image.open(path))
-        bare.append(sum(
-            _timed(lambda n=name: services.engine.backend(n).forward(
-                services.registry.get(n).transform(picture).unsqueeze(0)))
-            for name in services.registry.names))
+        batches = {name: services.registry.get(name).transform(picture).unsqueeze(0) for name in services.registry.names}
+        bare.append(sum(_timed(lambda n=name: services.engine.backend(n).forward(batches[n])) for name in batches))
     return {"api_classify_s": median_of(api), "bare_forwards_s": median_of(bare)}
 
 
-def three_tabs(client, services, images: list[Path], runs: int) -> dict:
+def three_tabs(client: BrowserProtocolClient, images: list[Path], runs: int) -> dict:
     """One new image through Classify, Retrieve and Explain in a row, vs one classify of a new image."""
-    from gradio_client import handle_file
-
-    se_models = [n for n in services.registry.names if services.engine.se_blocks(n)]
     classify_only, all_three = [], []
     for i in range(runs):
         one, two = images[2 * i], images[2 * i + 1]
-        classify_only.append(_timed(lambda: client.predict(handle_file(str(one)), api_name="/classify")))
-
-        def row(path=two):
-            client.predict(handle_file(str(path)), api_name="/classify")
-            client.predict(handle_file(str(path)), api_name="/retrieve")
-            if se_models:
-                client.predict(image=handle_file(str(path)), model=se_models[0], api_name="/explain")
-
-        all_three.append(_timed(row))
+        classify_only.append(_timed(lambda: client.predict("classify", one)))
+        all_three.append(_timed(lambda: [client.predict(api, two) for api in ("classify", "retrieve", "explain")]))
     return {"classify_s": median_of(classify_only), "three_tabs_s": median_of(all_three)}
 
 
@@ -301,10 +334,8 @@ print("ready", flush=True)
 """
 
 
-def cold_start(specs: list[str], engine: str, gallery: Path, runs: int) -> dict:
+def cold_start(specs: list[str], engine: str, gallery: Path, weights_dir: Path, runs: int) -> dict:
     """Seconds from process start: (a) just loading the weights; (b) ``app.py`` to its first classify answer."""
-    from gradio_client import Client, handle_file
-
     args = []
     for spec in specs:
         arch, _, folder = spec.partition("=")
@@ -318,12 +349,12 @@ def cold_start(specs: list[str], engine: str, gallery: Path, runs: int) -> dict:
 
         port = free_port()
         command = [sys.executable, str(REPO_ROOT / "app.py"), "--offline", "--port", str(port), "--engine", engine,
-                   "--gallery", str(gallery)] + [f"--model={s}" for s in specs]
+                   "--gallery", str(gallery), "--weights-dir", str(weights_dir)] + [f"--model={s}" for s in specs]
         start = time.perf_counter()
         server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
         try:
             client = _connect(f"http://127.0.0.1:{port}/", server)
-            client.predict(handle_file(str(image)), api_name="/classify")
+            client.predict("classify", image)
             first_answer.append(time.perf_counter() - start)
             peak_rss.append(_vm_hwm_mb(server.pid))
         finally:
@@ -334,14 +365,12 @@ def cold_start(specs: list[str], engine: str, gallery: Path, runs: int) -> dict:
 
 
 def _connect(url: str, server: subprocess.Popen, timeout: float = 300.0):
-    from gradio_client import Client
-
     deadline = time.monotonic() + timeout
     while True:
         if server.poll() is not None:
             raise RuntimeError(f"app.py exited with code {server.returncode}")
         try:
-            return Client(url, verbose=False)
+            return BrowserProtocolClient(url)
         except Exception:
             if time.monotonic() > deadline:
                 raise
@@ -432,7 +461,6 @@ def main(argv=None) -> int:
         return 0
 
     import gradio as gr  # noqa: F401  (imported before the app's modules, as app.py does)
-    from gradio_client import Client
 
     from senet_demo.config import GALLERY_DIR
     from senet_demo.ui import allowed_paths, build_demo
@@ -466,11 +494,12 @@ def main(argv=None) -> int:
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 allowed_paths=allowed_paths(fast))
     try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        client = BrowserProtocolClient(f"http://127.0.0.1:{port}/")
         pool = photos(12 * runs)
-        client.predict(handle_file_path(pool[-1]), api_name="/retrieve")  # warm-up; stores the gallery features
+        for api in ("classify", "retrieve", "explain"):  # warm-up; the first retrieve stores the gallery features
+            client.predict(api, pool[-1])
         results["app_overhead"] = app_overhead(client, fast, pool[:2 * runs], runs)
-        results["three_tabs"] = three_tabs(client, fast, pool[4 * runs:8 * runs], runs)
+        results["three_tabs"] = three_tabs(client, pool[4 * runs:8 * runs], runs)
     finally:
         demo.close()
     results["naive"] = run_child("naive", args, specs)
@@ -479,7 +508,7 @@ def main(argv=None) -> int:
     results["gallery_build"] = gallery_build(fast, count=16 if args.quick else 32)
     results["search"] = search_latency([1_000] if args.quick else [1_000, 100_000], runs=30)
     del fast
-    results["cold_start"] = cold_start(specs, args.engine, GALLERY_DIR, runs=2 if args.quick else 3)
+    results["cold_start"] = cold_start(specs, args.engine, GALLERY_DIR, args.work_dir / "weights", runs=2 if args.quick else 3)
 
     text = report(results)
     print("\n" + text)
@@ -487,12 +516,6 @@ def main(argv=None) -> int:
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nwrote {args.json}")
     return 0
-
-
-def handle_file_path(path: Path):
-    from gradio_client import handle_file
-
-    return handle_file(str(path))
 
 
 def _gallery_matrix(services):

@@ -1,6 +1,7 @@
 """The objects one running app (or one CLI call) shares: config, models, engine."""
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -9,6 +10,8 @@ from .engine import Engine
 from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelRegistry
 from .weights import WeightsNotFound, is_downloadable, resolve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,6 +30,27 @@ class Services:
         engine = Engine(registry, backend=config.engine)
         return cls(config=config, registry=registry, engine=engine,
                    features=FeatureStore(engine, config.feature_cache_dir))
+
+    def preload(self) -> threading.Thread:
+        """Load the ensemble's models whose weights are on disk, with their engine backends (an ONNX
+        export is opened, or made once), in a background thread while the server starts, so the first
+        visitor does not wait for them. Models that would download, or are broken, are left to the first
+        request, which shows the progress or the problem."""
+
+        def load_all():
+            for name, spec in self.registry.specs.items():
+                if name not in self.registry.names:
+                    continue  # Explain-only models load when a visitor picks them
+                try:
+                    resolve(spec, self.config.weights_dir, offline=True)
+                    self.engine.backend(name)
+                    log.info("%s: ready (%s)", name, self.engine.backend_name(name))
+                except Exception as err:  # reported with its fix in the Models panel and on first use
+                    log.info("%s: not preloaded: %s", name, err)
+
+        thread = threading.Thread(target=load_all, name="preload-models", daemon=True)
+        thread.start()
+        return thread
 
     def gallery(self) -> list[GalleryItem]:
         """The operator's gallery (scanned once); empty if there is none."""

@@ -36,3 +36,18 @@ def test_missing_local_source_online_is_reported_as_missing(tmp_path):
     spec = f"resnet50d={tmp_path / 'nowhere'}"
     _, status = status_for(tmp_path, [spec], offline=False)
     assert "does not exist" in status[spec]
+
+
+def test_preload_loads_the_local_ensemble_and_skips_what_is_missing(tmp_path, tiny_resnet, caplog):
+    import logging
+
+    from helpers import folder_spec
+
+    missing = "resnet18.a1_in1k"  # offline, nowhere on disk
+    services = Services.create(make_config(tmp_path, [folder_spec(tiny_resnet), missing]))
+    with caplog.at_level(logging.INFO, logger="senet_demo.services"):
+        services.preload().join(timeout=120)
+    local = folder_spec(tiny_resnet)
+    assert services.registry.is_loaded(local) and not services.registry.is_loaded(missing)
+    assert services.engine.backend_name(local) == "torch"  # the backend was chosen too
+    assert any(missing in r.message and "not preloaded" in r.message for r in caplog.records)
