@@ -53,6 +53,9 @@ def compare_shapes(name: str, file: Path, arch: str, expected: dict[str, tuple[i
                    found: dict[str, tuple[int, ...]], fix: str) -> None:
     """Raise ``ModelLoadError`` naming the first tensors where ``found`` (the checkpoint) and
     ``expected`` (the architecture) disagree."""
+    # BatchNorm's step counter: many checkpoints leave it out, and PyTorch fills it in on loading
+    expected = {k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")}
+    found = {k: v for k, v in found.items() if not k.endswith("num_batches_tracked")}
     mismatched = [k for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]

@@ -107,6 +107,8 @@ class QueueSettings:
     # Each cheap event (model switch, session uploads, clearing) runs this many at once, in its own group,
     # so it never waits behind a forward.
     ui_concurrency: int = 8
+    # Gallery uploads checked at once: each may hold up to Limits.max_upload_total_bytes while it is read.
+    upload_concurrency: int = 1
     # Events waiting in the queue; beyond that a visitor is told at once that the queue is full, instead of
     # waiting behind an unbounded backlog (and the server holding every waiting upload in memory).
     max_size: int = 64

@@ -171,7 +171,7 @@ class Engine:
 
             self.onnx_dir = default_cache_dir(self.registry.config.weights_dir)
         try:
-            threads = torch.get_num_threads()  # the share of the CPUs a PyTorch forward has (see ui/queue.py)
+            threads = self.registry.config.queue.threads_per_forward  # as PyTorch's (set in ui/queue.py)
             return onnx_backend.prepare(loaded, self.se_blocks(name), self.onnx_dir, eager.forward, threads)
         except onnx_backend.OnnxUnavailable as err:
             eager.reason = f"ONNX Runtime not used: {err}"
@@ -238,6 +238,7 @@ class Engine:
             loaded = self.registry.get(name)
             with torch.inference_mode(), capture_se_inputs(loaded.model, [block]) as inputs:
                 loaded.model(tta_batch(loaded.transform, image))
+            self.forward_passes += 1
             maps = inputs[block.name][0].numpy()
             self.cache.put(key, maps)
         return maps[list(channels)]

@@ -91,11 +91,17 @@ def check(spec: ModelSpec, weights: ResolvedWeights) -> None:
     if not _is_safetensors(weights):
         return  # a timm release file: only torch.load(weights_only=True) can read it, which reads it all
     found = read_header(spec.name, weights.weights_file, _refetch_fix(spec, weights))
-    with torch.device("meta"):  # shapes only: no memory, no weights
-        model = _create(spec, weights, pretrained=False, header=found)
+    folder_config = weights.path / CONFIG_FILE if weights.is_folder else None
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no weights
+            model = _create(spec, weights, pretrained=False, header=found)
+    except ModelLoadError:
+        raise
+    except Exception as err:  # e.g. model_args timm does not take
+        raise ModelLoadError(f"Model {spec.name!r}: timm cannot build its architecture ({type(err).__name__}: "
+                             f"{err}). {architecture_fix(folder_config)}") from err
     expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     arch = model.pretrained_cfg.get("architecture") or spec.arch
-    folder_config = weights.path / CONFIG_FILE if weights.is_folder else None
     compare_shapes(spec.name, weights.weights_file, arch, expected, found, architecture_fix(folder_config))
     _labels_file_problem(spec, model.num_classes, weights.path)
 

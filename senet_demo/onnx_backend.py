@@ -119,7 +119,11 @@ def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
     except Exception as err:
         files.graph.unlink(missing_ok=True)
         raise OnnxUnavailable(f"the ONNX export failed: {type(err).__name__}: {err}") from err
-    report = ox.validate(loaded, eager, backend.forward)
+    try:
+        report = ox.validate(loaded, eager, backend.forward)
+    except Exception as err:
+        files.graph.unlink(missing_ok=True)
+        raise OnnxUnavailable(f"the exported graph failed on the validation batch: {type(err).__name__}: {err}") from err
     record = {"model": loaded.name, "weights_identity": loaded.weights.identity, "file": files.graph.name,
               "sha256": digest, "format": ox.FORMAT_VERSION, "opset": ox.OPSET, "outputs": ox.output_names(blocks),
               "export_seconds": round(time.perf_counter() - start, 2), "versions": ox.versions(), **report}

@@ -389,3 +389,17 @@ def test_onnx_runtime_serves_the_default_blocks_maps(onnx_services, engine, sene
     assert fast.forward_passes == passes
     eager_maps = engine.feature_maps(senet_name, image, block, [*top, *bottom])
     np.testing.assert_allclose(maps, eager_maps, atol=1e-4 * max(1.0, float(np.abs(eager_maps).max())), rtol=0)
+
+
+def test_a_graph_that_fails_on_the_validation_batch_stays_eager(tmp_path, resnet_name, engine, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Got invalid dimensions for input: image")
+
+    monkeypatch.setattr(ox, "validate", broken)
+    services = start(tmp_path, [resnet_name], engine="auto")
+    image = random_image(seed=51)
+    outputs = services.engine.run(resnet_name, image)
+    status = services.engine.backend_name(resnet_name)
+    assert status.startswith("torch;") and "failed on the validation batch" in status and "invalid dimensions" in status
+    np.testing.assert_allclose(outputs.probs, engine.run(resnet_name, image).probs, atol=1e-6)
+    assert list((tmp_path / "weights" / "onnx").iterdir()) == []

@@ -51,3 +51,28 @@ def test_preload_loads_the_local_ensemble_and_skips_what_is_missing(tmp_path, ti
     assert services.registry.is_loaded(local) and not services.registry.is_loaded(missing)
     assert services.engine.backend_name(local) == "torch"  # the backend was chosen too
     assert any(missing in r.message and "not preloaded" in r.message for r in caplog.records)
+
+
+def test_a_config_json_timm_cannot_build_is_named_not_raised(tmp_path, tiny_resnet):
+    import json
+
+    folder = tiny_resnet.copy_to(tmp_path / "odd")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_args"] = {**config.get("model_args", {}), "made_up_width": 3}
+    (folder / "config.json").write_text(json.dumps(config))
+    spec = f"{tiny_resnet.arch}={folder}"
+    _, status = status_for(tmp_path, [spec])
+    assert "timm cannot build its architecture" in status[spec] and "made_up_width" in status[spec]
+    assert f"'architecture' and 'model_args' in {folder / 'config.json'}" in status[spec]
+
+
+def test_the_models_panel_is_read_again_when_opened(tmp_path, resnet_name):
+    from helpers import random_image
+    from senet_demo.ui import build_demo
+
+    services = Services.create(make_config(tmp_path, [resnet_name]))
+    demo = build_demo(services)
+    (refresh,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
+    assert "ready (local)" in refresh.fn()
+    services.engine.run(resnet_name, random_image())  # loads the model and picks its engine
+    assert "loaded (local); engine: torch" in refresh.fn()

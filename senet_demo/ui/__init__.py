@@ -40,8 +40,11 @@ def build_demo(services: Services) -> gr.Blocks:
         labels = [f"`{services.registry.specs[n].label}`" for n in services.registry.names]
         members = f"an ensemble of {' and '.join(labels)}" if len(labels) > 1 else labels[0]
         gr.Markdown(f"# {TITLE}\n{INTRO.format(members=members)}")
-        with gr.Accordion("Models", open=False):
-            gr.Markdown(model_status_markdown(services))
+        with gr.Accordion("Models", open=False) as models_box:
+            models_text = gr.Markdown(model_status_markdown(services))
+        # read again on opening: models load (and pick their engine) after the page was built
+        models_box.expand(lambda: model_status_markdown(services), None, models_text, api_visibility="private",
+                          show_progress="hidden")
         with gr.Tab("Classify", id="classify"):
             classify_tab.build(services)
         with gr.Tab("Retrieve", id="retrieve"):

@@ -129,5 +129,6 @@ def build(services: Services) -> None:
                  **inference(services))
     metrics_button.click(on_metrics, [session], [metrics, metrics_note], api_name="retrieval_quality",
                          **inference(services))
-    add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private")
+    add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private",
+                     concurrency_id="uploads", concurrency_limit=services.config.queue.upload_concurrency)
     clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")
