@@ -210,9 +210,10 @@ def forward_latency(specs: list[str], engine: str, runs: int, work_dir: Path) ->
     for name in services.registry.names:
         loaded = services.registry.get(name)
         batches[name] = loaded.transform(image).unsqueeze(0)
-        out[name] = {"gflop": flop_count(loaded.model, tuple(batches[name].shape[1:])) / 1e9,
-                     "backend": services.engine.backend_name(name)}
+        out[name] = {"gflop": flop_count(loaded.model, tuple(batches[name].shape[1:])) / 1e9}
     backends = {name: services.engine.backend(name) for name in batches}
+    for name in batches:
+        out[name]["backend"] = services.engine.backend_name(name)
     times = {name: [] for name in batches}
     for _ in range(runs + 1):  # the members back to back, as a classify runs them; the first round is a warm-up
         for name, backend in backends.items():
