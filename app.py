@@ -11,6 +11,8 @@ import argparse
 import logging
 import os
 
+from senet_demo.config import ENGINE_CHOICES
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="SENet Explorer: a Gradio app about Squeeze-and-Excitation networks.")
@@ -30,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="gallery for Retrieve/Explain: a folder with one sub-folder per label, or "
                              "hf-dataset:org/name (default: the sample gallery in gallery/)")
     parser.add_argument("--weights-dir", metavar="DIR", help="where local weights live (default: weights/)")
-    parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
+    parser.add_argument("--engine", choices=ENGINE_CHOICES,
                         help="forward pass: ONNX Runtime (exported once, checked against PyTorch), eager PyTorch, "
                              "or auto = ONNX Runtime when installed and valid, else PyTorch "
                              "(default: $SENET_ENGINE or auto)")
@@ -38,8 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.engine == "onnx":
         from senet_demo.onnx_backend import missing_packages
 
-        if missing_packages():
-            parser.error(f"--engine onnx: {missing_packages()}")
+        problem = missing_packages()
+        if problem:
+            parser.error(f"--engine onnx: {problem}")
     return args
 
 
@@ -54,7 +57,10 @@ def main(argv=None) -> None:
     from senet_demo.ui import allowed_paths, build_demo
 
     engine = {"engine": args.engine} if args.engine else {}
-    config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
+    try:
+        config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
+    except ValueError as err:  # a SPEC, an engine or an environment setting that cannot be used
+        raise SystemExit(f"app.py: error: {err}") from None
     services = Services.create(config)
     services.preload()  # models with weights on disk load while the server starts
     demo = build_demo(services)

@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -408,7 +407,7 @@ def report(r: dict) -> str:
     e = r["ensemble"]
     lines += [f"| **ensemble** | {e['gflop']:.1f} | {e['torch_s'] * 1e3:.0f} ms | {e['engine_s'] * 1e3:.0f} ms | "
               f"**{e['speedup']:.2f}×** | {e['gflop'] / e['engine_s']:.0f} | {e['gflop'] / e['engine_s'] / r['peak_gflops']:.0%} |",
-              "", f"Backends: " + ", ".join(f"{n.split('=')[0]}: {row[f'{engine}_backend']}" for n, row in r["models"].items()),
+              "", "Backends: " + ", ".join(f"{n.split('=')[0]}: {row[f'{engine}_backend']}" for n, row in r["models"].items()),
               f"Physical floor of the ensemble: {e['gflop']:.1f} GFLOP / {r['peak_gflops']:.0f} GFLOP/s = "
               f"{e['floor_s'] * 1e3:.0f} ms; the {engine} engine takes **{e['engine_s'] / e['floor_s']:.2f}×** the floor.", ""]
     o = r["app_overhead"]

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_MODELS, TTA_CHOICES, WEIGHTS_DIR, SpecError
+from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, SpecError
 from .models import ModelLoadError
 from .weights import WeightsNotFound
 
@@ -66,8 +66,9 @@ def main(argv=None) -> int:
     if getattr(args, "engine", None) == "onnx":
         from .onnx_backend import missing_packages
 
-        if missing_packages():
-            parser.error(f"--engine onnx: {missing_packages()}")
+        problem = missing_packages()
+        if problem:
+            parser.error(f"--engine onnx: {problem}")
     handlers = {"download": _download, "classify": _classify, "retrieve": _retrieve,
                 "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0}
     if args.command == "download" and args.offline:
@@ -94,7 +95,7 @@ def _models(parser: argparse.ArgumentParser) -> None:
 
 
 def _engine(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--engine", choices=("auto", "torch", "onnx"),
+    parser.add_argument("--engine", choices=ENGINE_CHOICES,
                         help="ONNX Runtime, eager PyTorch, or auto = ONNX Runtime when installed and valid "
                              "(default: $SENET_ENGINE or auto)")
 

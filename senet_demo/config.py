@@ -31,6 +31,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 
 TTA_CHOICES: tuple[str, ...] = ("none", "flip", "tencrop")
+ENGINE_CHOICES: tuple[str, ...] = ("auto", "torch", "onnx")  # the forward backend: see engine.py
 
 
 class SpecError(ValueError):
@@ -89,6 +90,14 @@ class Limits:
     upload_session_ttl_s: int = 2 * 3600  # a visitor's uploads are deleted this long after their last change
 
 
+def _int_from_env(name: str) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a whole number.") from None
+
+
 def _cpu_count() -> int:
     """CPUs this process may run on (a container's or taskset's share, not the whole host)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -104,7 +113,7 @@ class QueueSettings:
     # a room clicking at once is served 10-25% faster with 2 workers (README, Operations), and waits in
     # line with its queue position shown. More parallel forwards than cores would only add contention.
     # SENET_INFERENCE_WORKERS overrides; each forward then gets cores / workers threads.
-    inference_workers: int = field(default_factory=lambda: int(os.environ.get("SENET_INFERENCE_WORKERS", 0)) or 1)
+    inference_workers: int = field(default_factory=lambda: _int_from_env("SENET_INFERENCE_WORKERS") or 1)
     # Each cheap event (model switch, session uploads, clearing) runs this many at once, in its own group,
     # so it never waits behind a forward.
     ui_concurrency: int = 8
@@ -138,6 +147,11 @@ class AppConfig:
     # "auto" (ONNX Runtime where installed and validated, else eager) | "torch" | "onnx"; env SENET_ENGINE
     engine: str = field(default_factory=lambda: os.environ.get("SENET_ENGINE", "auto"))
     queue: QueueSettings = field(default_factory=QueueSettings)
+
+    def __post_init__(self):
+        if self.engine not in ENGINE_CHOICES:
+            raise ValueError(f"Unknown engine {self.engine!r} (from --engine or SENET_ENGINE); "
+                             f"choose one of {', '.join(ENGINE_CHOICES)}.")
 
     @classmethod
     def from_specs(cls, specs: list[str] | None, explain_specs: list[str] | None = None, **kwargs) -> "AppConfig":

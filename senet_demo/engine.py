@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import ENGINE_CHOICES
 from .ensemble import tta_batch
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
@@ -36,7 +37,7 @@ from .se_blocks import (MAP_CHANNELS, SEBlock, capture_excitations, capture_se_i
 
 log = logging.getLogger(__name__)
 
-ENGINES: tuple[str, ...] = ("auto", "torch", "onnx")
+ENGINES = ENGINE_CHOICES
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .engine import ForwardResult
 from .ensemble import tta_batch
 from .models import LoadedModel
 from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
@@ -42,8 +43,6 @@ LOGITS, EMBEDDING = "logits", "embedding"
 PROB_TOLERANCE = 1e-4  # max |p_onnx - p_eager| over every class of every validation view
 FEATURE_TOLERANCE = 1e-3  # embedding (relative to its largest value) and excitations (absolute)
 
-# (logits, embedding, {SE_s_b: (B, C)}, {SE_s_b: (B, C, H, W)}), each with the batch first: what both backends return.
-ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]
 MAP_PREFIX = "U_"  # output name of a block's input maps: U_SE_3_23
 
 

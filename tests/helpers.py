@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,3 +136,10 @@ def pickle_trap(path: Path, marker: Path) -> Path:
 
 def read_json(path: Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import zipfile
 from pathlib import Path
 
@@ -105,11 +104,6 @@ class BatchCounter:
         self.images.extend(self._hash(image) for image in images)
         return self._run_batch(name, images)
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def subprocess_env(hf_home: Path) -> dict[str, str]:

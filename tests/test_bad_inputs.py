@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import write_corpus, write_zips
-from retrieval_helpers import free_port, make_gallery
+from helpers import free_port
+from retrieval_helpers import make_gallery
 
 pytest.importorskip("gradio_client")
 

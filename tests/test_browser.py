@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO_ROOT, folder_spec
+from helpers import REPO_ROOT, folder_spec, free_port
 
 
 def find_chromium() -> str | None:
@@ -43,11 +42,6 @@ else:
     pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=f"Chromium not found: {HOW_TO_ENABLE}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_senet):
@@ -61,7 +55,7 @@ def app_url(tmp_path_factory, tiny_senet):
                                   feature_cache_dir=tmp_path_factory.mktemp("features"))
     services = Services.create(config)
     demo = build_demo(services)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
     yield f"http://127.0.0.1:{port}/"

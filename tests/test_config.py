@@ -77,3 +77,22 @@ def test_configs_do_not_share_mutable_defaults():
     first, second = AppConfig(), AppConfig()
     first.models.append(ModelSpec.parse("resnet50d"))
     assert len(second.models) == len(DEFAULT_MODELS)
+
+
+def test_unusable_engine_and_worker_settings_are_named(monkeypatch):
+    from senet_demo.config import AppConfig, QueueSettings
+
+    monkeypatch.setenv("SENET_ENGINE", "tensorrt")
+    with pytest.raises(ValueError, match=r"Unknown engine 'tensorrt' \(from --engine or SENET_ENGINE\)"):
+        AppConfig()
+    monkeypatch.setenv("SENET_INFERENCE_WORKERS", "two")
+    with pytest.raises(ValueError, match="SENET_INFERENCE_WORKERS='two' is not a whole number"):
+        QueueSettings()
+
+
+def test_app_refuses_an_unusable_setting_with_a_message_not_a_traceback(monkeypatch):
+    import app
+
+    monkeypatch.setenv("SENET_ENGINE", "tensorrt")
+    with pytest.raises(SystemExit, match="app.py: error: Unknown engine 'tensorrt'"):
+        app.main(["--offline"])

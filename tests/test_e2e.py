@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import gradio as gr
 import pytest
 
-from helpers import REPO_ROOT, make_config
+from helpers import REPO_ROOT, free_port, make_config
 from senet_demo.classify import classify
 from senet_demo.images import load_image
 from senet_demo.services import Services
@@ -17,11 +16,6 @@ from senet_demo.ui import build_demo
 
 MISSING = "seresnext101_64x4d.gluon_in1k"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

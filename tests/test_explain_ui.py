@@ -9,23 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
 import se_models as sm
+from helpers import free_port
 from se_models import one_torch_thread  # noqa: F401  (autouse)
 
 pytest.importorskip("gradio_client")
 
 SE_BLOCKS = ["SE_2_1", "SE_3_1", "SE_4_1", "SE_5_1"]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -41,7 +36,7 @@ def _served(root, models, explain_models, gallery):
         models, explain_models, offline=True, weights_dir=root / "weights", gallery_dir=gallery,
         feature_cache_dir=root / "features"))
     demo = build_demo(services)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
                 allowed_paths=allowed_paths(services), quiet=True)
     try:

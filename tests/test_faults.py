@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,7 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import HF_HUB_CACHE, make_config, remove_hf_cache, write_hf_cache
+from helpers import HF_HUB_CACHE, free_port, make_config, remove_hf_cache, write_hf_cache
 from senet_demo.services import Services
 from senet_demo.ui import allowed_paths, build_demo
 
@@ -146,11 +145,6 @@ def _digests(paths) -> dict[str, str]:
     return {str(f): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @contextmanager
 def _served(config):
@@ -159,7 +153,7 @@ def _served(config):
 
     services = Services.create(config)
     demo = build_demo(services)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 allowed_paths=allowed_paths(services))
     try:

@@ -199,7 +199,7 @@ def test_a_fine_tuned_thousand_class_model_keeps_its_own_label_names(tmp_path):
     from timm.models import save_for_hf
 
     from senet_demo.config import AppConfig
-    from senet_demo.models import ModelLoadError, ModelRegistry
+    from senet_demo.models import ModelRegistry
 
     names = [f"product {i}" for i in range(1000)]
     model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)
@@ -215,7 +215,7 @@ def test_wordnet_ids_are_shown_as_imagenet_descriptions(tmp_path):
     from timm.models import save_for_hf
 
     from senet_demo.config import AppConfig
-    from senet_demo.models import ModelLoadError, ModelRegistry
+    from senet_demo.models import ModelRegistry
 
     info = ImageNetInfo()
     model = timm.create_model("resnet50d", pretrained=False, layers=[1, 1, 1, 1], num_classes=1000)

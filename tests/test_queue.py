@@ -8,8 +8,8 @@ import time
 import pytest
 import torch
 
-from helpers import make_config
-from retrieval_helpers import free_port, make_gallery
+from helpers import free_port, make_config
+from retrieval_helpers import make_gallery
 from senet_demo.config import QueueSettings
 from senet_demo.services import Services
 from senet_demo.ui import build_demo

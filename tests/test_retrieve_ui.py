@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from retrieval_helpers import export_tiny_resnet, free_port, make_gallery, services_for, spec_for
+from helpers import free_port
+from retrieval_helpers import export_tiny_resnet, make_gallery, services_for, spec_for
 
 GALLERY = {"cat": 3, "dog": 3, "owl": 2}
 

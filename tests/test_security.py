@@ -30,6 +30,7 @@ import pytest
 from helpers import (
     export_tiny,
     folder_spec,
+    free_port,
     make_config,
     pickle_trap,
     random_image,
@@ -178,11 +179,6 @@ def test_a_folder_with_safetensors_ignores_pickles_beside_it(tmp_path, tiny_resn
 # ---------------------------------------------------------------- a running app
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def _png_with_token(seed: int) -> bytes:
     info = PngImagePlugin.PngInfo()
@@ -213,7 +209,7 @@ def app(tmp_path_factory):
     (secret / "secret.png").write_bytes(_png_with_token(7))
     services = Services.create(make_config(root, [folder_spec(tiny)], gallery_dir=gallery))
     demo = build_demo(services)
-    port = _free_port()
+    port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
                 allowed_paths=allowed_paths(services))
     try:
