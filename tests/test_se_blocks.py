@@ -78,12 +78,17 @@ def test_models_without_se_have_no_blocks(arch):
     assert find_se_blocks(meta_model(arch)) == []
 
 
-def test_deeply_nested_se_modules_are_grouped_by_their_block():
-    # MaxViT keeps SE inside the block's MBConv: stages.<s>.blocks.<b>.conv.se; depths 2, 2, 5, 2
-    blocks = find_se_blocks(meta_model("maxvit_tiny_rw_224"))
-    expected = [f"SE_{stage}_{b}" for stage, count in ((2, 2), (3, 2), (4, 5), (5, 2)) for b in range(1, count + 1)]
+@pytest.mark.parametrize("arch, depths, index, path", [
+    # MaxViT keeps SE inside the block's MBConv: stages.<s>.blocks.<b>.conv.se
+    ("maxvit_tiny_rw_224", (2, 2, 5, 2), 2, "stages.1.blocks.0.conv.se"),
+    # RegNetY names its blocks s<i>.b<j>
+    ("regnety_002", (1, 1, 4, 7), 3, "s3.b2.se"),
+])
+def test_names_follow_the_stages_however_deep_the_se_module_sits(arch, depths, index, path):
+    blocks = find_se_blocks(meta_model(arch))
+    expected = [f"SE_{stage}_{b}" for stage, count in zip((2, 3, 4, 5), depths) for b in range(1, count + 1)]
     assert [b.name for b in blocks] == expected
-    assert blocks[2].path == "stages.1.blocks.0.conv.se"
+    assert blocks[index].path == path
 
 
 def test_every_family_finds_exactly_its_se_modules(family_model):
@@ -101,13 +106,6 @@ def test_every_family_finds_exactly_its_se_modules(family_model):
     # names follow depth: stages never go backwards, blocks count up within a stage
     pairs = [(b.stage, b.block) for b in blocks]
     assert pairs == sorted(pairs)
-
-
-def test_regnety_names_follow_its_stages():
-    blocks = find_se_blocks(meta_model("regnety_002"))  # depths 1, 1, 4, 7; blocks named s<i>.b<j>
-    expected = [f"SE_{stage}_{b}" for stage, count in ((2, 1), (3, 1), (4, 4), (5, 7)) for b in range(1, count + 1)]
-    assert [b.name for b in blocks] == expected
-    assert blocks[3].path == "s3.b2.se"
 
 
 # ---------------------------------------------------------------------------------------------- the excitation
