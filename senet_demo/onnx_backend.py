@@ -18,6 +18,7 @@ import torch
 from . import onnx_export as ox
 from .models import LoadedModel
 from .se_blocks import SEBlock, map_blocks
+from .weights import remembered_sha256
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def prepare(loaded: LoadedModel, blocks: list[SEBlock], cache_dir: Path,
 
 def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock], threads: int) -> OrtBackend:
     try:
-        if ox.file_sha256(files.graph) != record.get("sha256"):
+        if remembered_sha256(files.graph) != record.get("sha256"):  # read once, then known by its stat
             raise OnnxUnavailable("its content does not match the sha256 recorded when it was validated")
         backend = open_session(files.graph, blocks, threads)
     except Exception as err:

@@ -15,6 +15,10 @@ user's single file must end in ``.safetensors``. Nothing here unpickles anything
 from __future__ import annotations
 
 import hashlib
+import json
+import secrets
+import threading
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -55,8 +59,60 @@ class ResolvedWeights:
         blob = file.resolve().name
         if file.is_symlink() and len(blob) == 64 and all(c in "0123456789abcdef" for c in blob):
             return blob[:16]
-        with open(file, "rb") as f:
-            return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+        return remembered_sha256(file)[:16]
+
+
+IDENTITY_RECORDS = 256  # files whose sha256 is remembered
+RACY_NS = 1_000_000_000  # files changed this recently are hashed every time
+
+
+def remembered_sha256(file: Path) -> str:
+    """The file's sha256, read once and then remembered by its stat signature, so that a restart does
+    not read a 200 MB checkpoint again. Any write to the file changes its ctime, which no program can
+    set back, so a changed file is always hashed afresh."""
+    stat = file.stat()
+    key = str(file.resolve())
+    signature = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+    store = _identity_store()
+    with _IDENTITY_LOCK:
+        records = _read_records(store)
+        record = records.get(key)
+        if record and record.get("signature") == signature:
+            return record["sha256"]
+    started = time.time_ns()
+    with open(file, "rb") as f:
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    if started - stat.st_ctime_ns < RACY_NS:
+        return digest  # just written: a rewrite within the clock's tick would leave the same signature
+    with _IDENTITY_LOCK:
+        records = _read_records(store)
+        records.pop(key, None)
+        records[key] = {"signature": signature, "sha256": digest}
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_name(f"{store.name}.{secrets.token_hex(6)}.tmp")
+            tmp.write_text(json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:])))
+            tmp.replace(store)  # atomic: another process reads the old or the new record, never half of one
+        except OSError:  # a read-only home: hash again next time
+            pass
+    return digest
+
+
+_IDENTITY_LOCK = threading.Lock()
+
+
+def _identity_store() -> Path:
+    from huggingface_hub.constants import HF_HOME
+
+    return Path(HF_HOME) / "senet-explorer" / "weights-sha256.json"
+
+
+def _read_records(store: Path) -> dict:
+    try:
+        records = json.loads(store.read_text())
+        return records if isinstance(records, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _timm_cfg(spec: ModelSpec):

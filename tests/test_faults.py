@@ -163,12 +163,12 @@ def _served(config):
 
 
 def _status_row(demo: gr.Blocks, name: str) -> str:
-    """The faulty model's row of the Models status table, as the page shows it."""
-    tables = [b.value for b in demo.blocks.values()
-              if isinstance(b, gr.Markdown) and b.value and "| model | weights |" in b.value]
-    assert len(tables) == 1
-    rows = [line for line in tables[0].splitlines() if line.startswith(f"| `{name}` |")]
-    assert len(rows) == 1, tables[0]
+    """The faulty model's row of the Models status table, as the page shows it when the panel is opened."""
+    (refresh,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
+    table = refresh.fn()
+    assert "| model | weights |" in table
+    rows = [line for line in table.splitlines() if line.startswith(f"| `{name}` |")]
+    assert len(rows) == 1, table
     return rows[0]
 
 

@@ -224,3 +224,56 @@ def test_wordnet_ids_are_shown_as_imagenet_descriptions(tmp_path):
     spec = f"resnet50d={tmp_path / 'm'}"
     labels = ModelRegistry(AppConfig.from_specs([spec], offline=True, weights_dir=tmp_path / "w")).get(spec).labels
     assert labels[967] == info.index_to_description(967) and "espresso" in labels[967]
+
+
+def _timm_path(folder) -> torch.nn.Module:
+    """The model as timm itself loads it: built with random initialisation, then the checkpoint read in."""
+    import timm
+
+    return timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+
+
+@pytest.mark.parametrize("which", ["resnet", "senet"])
+def test_loading_takes_the_checkpoint_without_random_initialisation(tmp_path, tiny_resnet, tiny_senet, monkeypatch, which):
+    from safetensors.torch import load_file
+
+    tiny = {"resnet": tiny_resnet, "senet": tiny_senet}[which]
+    initialised = []
+    for name in ("kaiming_uniform_", "kaiming_normal_", "normal_", "uniform_", "trunc_normal_"):
+        real = getattr(torch.nn.init, name)
+
+        def recording(tensor, *args, _real=real, **kwargs):
+            if not tensor.is_meta:
+                initialised.append(tuple(tensor.shape))
+            return _real(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.nn.init, name, recording)
+    loaded = ModelRegistry(make_config(tmp_path, [f"{tiny.arch}={tiny.folder}"])).get(f"{tiny.arch}={tiny.folder}")
+    monkeypatch.undo()
+    assert initialised == []  # no random values computed only to be overwritten
+    checkpoint = load_file(str(tiny.weights_file))
+    state = loaded.model.state_dict()
+    assert set(state) == set(checkpoint)
+    assert all(torch.equal(state[k], checkpoint[k]) for k in checkpoint)
+    assert not any(t.is_meta for t in [*loaded.model.parameters(), *loaded.model.buffers()])
+    x = torch.randn(2, 3, *tiny.input_hw)
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), _timm_path(tiny.folder)(x))
+
+
+def test_a_model_with_state_outside_its_checkpoint_loads_the_usual_way(tmp_path):
+    """Swin's relative-position index is a buffer the checkpoint does not hold: it must be computed, so
+    this model is built and initialised by timm before its weights are read."""
+    import timm
+    from timm.models import save_for_hf
+
+    torch.manual_seed(0)
+    model = timm.create_model("swin_tiny_patch4_window7_224", embed_dim=24, depths=(1, 1, 1, 1),
+                              num_heads=(1, 1, 1, 1), num_classes=len(LABELS)).eval()
+    assert len(model.state_dict()) < len([*model.parameters(), *model.buffers()])  # non-persistent buffers
+    save_for_hf(model, str(tmp_path / "swin"), safe_serialization=True, model_config={"label_names": list(LABELS)})
+    spec = f"swin_tiny_patch4_window7_224={tmp_path / 'swin'}"
+    loaded = ModelRegistry(make_config(tmp_path / "app", [spec])).get(spec)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), model(x))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -244,6 +245,28 @@ def test_weights_identity_follows_the_file_content(tmp_path, tiny_resnet, tiny_s
         f.seek(-1, os.SEEK_END)
         f.write(bytes([last[0] ^ 0xFF]))
     assert ResolvedWeights(copy, "local", None).identity != same
+
+
+def test_a_checkpoint_is_hashed_once_and_then_known_by_its_stat(tmp_path, tiny_resnet, monkeypatch):
+    import hashlib
+
+    from senet_demo import weights as weights_module
+
+    copy = tiny_resnet.copy_to(tmp_path / "copy")
+    time.sleep(1.1)  # older than RACY_NS: a file changed within the last second is hashed every time
+    content = (copy / "model.safetensors").read_bytes()
+    first = ResolvedWeights(copy, "local", None).identity
+    assert first == hashlib.sha256(content).hexdigest()[:16]
+    reads = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(weights_module.hashlib, "file_digest", lambda *a, **k: reads.append(1) or real(*a, **k))
+    assert ResolvedWeights(copy, "local", None).identity == first
+    assert reads == []  # a restart does not read the checkpoint again
+    with open(copy / "model.safetensors", "r+b") as f:  # the same size, in place
+        f.seek(len(content) // 2)
+        f.write(bytes([content[len(content) // 2] ^ 0xFF]))
+    assert ResolvedWeights(copy, "local", None).identity != first
+    assert reads == [1]
 
 
 def test_weights_identity_follows_the_whole_content(tmp_path, tiny_resnet):

@@ -41,8 +41,8 @@ def build_demo(services: Services) -> gr.Blocks:
         members = f"an ensemble of {' and '.join(labels)}" if len(labels) > 1 else labels[0]
         gr.Markdown(f"# {TITLE}\n{INTRO.format(members=members)}")
         with gr.Accordion("Models", open=False) as models_box:
-            models_text = gr.Markdown(model_status_markdown(services))
-        # read again on opening: models load (and pick their engine) after the page was built
+            models_text = gr.Markdown("Checking the models…")
+        # read on opening, not while the app starts: models load (and pick their engine) after the page is built
         models_box.expand(lambda: model_status_markdown(services), None, models_text, api_visibility="private",
                           show_progress="hidden")
         with gr.Tab("Classify", id="classify"):
