@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import se_models as sm
 import torch
+from PIL import Image
 from se_models import one_torch_thread  # noqa: F401  (autouse)
 
 from senet_demo import excitation as ex
@@ -174,6 +175,23 @@ def test_channel_and_depth_plots_carry_their_values():
     fig = plots.depth_profile(profile, [b], list(vectors))
     np.testing.assert_allclose(np.asarray(fig.data[-1].y), profile["spread"])
     np.testing.assert_allclose(np.asarray(fig.data[0].y), [0.5])
+    assert fig.data[-1].yaxis == "y2" and fig.layout.yaxis2.domain[1] < fig.layout.yaxis.domain[0]  # its own panel
+    assert fig.layout.xaxis.matches == "x2"  # one block axis for both panels
+
+
+def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
+    from matplotlib import colormaps
+
+    rng = np.random.default_rng(0)
+    view = Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    maps = [rng.normal(size=(7, 7)).astype(np.float32), np.float32(np.outer(np.arange(7), np.ones(7)) * 3.0 - 5)]
+    for overlay, fmap in zip(plots.feature_overlays(view, maps, size=56), maps):
+        scaled = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)
+        heat = np.asarray(Image.fromarray(np.uint8(scaled * 255)).resize((56, 56), Image.BILINEAR))
+        colored = Image.fromarray(np.uint8(colormaps["jet"](heat / 255.0)[..., :3] * 255))
+        expected = Image.blend(view.resize((56, 56)), colored, alpha=0.45)
+        assert overlay.size == (56, 56)
+        np.testing.assert_array_equal(np.asarray(overlay), np.asarray(expected))
 
 
 # ---------------------------------------------------------------------------------------------- through the app

@@ -107,8 +107,8 @@ def build(services: Services) -> None:
         shown = [(kind, int(c)) for kind, channels in (("most", top), ("least", bottom)) for c in channels]
         fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown])
         view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover
-        tiles = [(plots.feature_overlay(view, fmap), f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
-                 for (kind, c), fmap in zip(shown, fmaps)]
+        tiles = [(overlay, f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
+                 for (kind, c), overlay in zip(shown, plots.feature_overlays(view, fmaps))]
         text = "\n\n".join([
             ex.formula_text(block),
             f"**{display_name(services, model)}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
