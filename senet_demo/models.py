@@ -160,7 +160,8 @@ def _create_from_checkpoint(spec: ModelSpec, weights: ResolvedWeights) -> torch.
             state[key] = torch.zeros((), dtype=value.dtype)
     if set(state) != set(expected) or any(state[k].shape != v.shape for k, v in expected.items()):
         return None
-    model.load_state_dict({k: state[k].to(v.dtype) for k, v in expected.items()}, strict=True, assign=True)
+    # copies: the loaded tensors map the file, which must not change under a running model (nor vanish: SIGBUS)
+    model.load_state_dict({k: state[k].to(v.dtype, copy=True) for k, v in expected.items()}, strict=True, assign=True)
     return model
 
 

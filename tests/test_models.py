@@ -1,11 +1,13 @@
 """Loaded models: each with its own preprocessing and labels; loaded once per process."""
 from __future__ import annotations
 
+import gc
 import json
 import math
 import shutil
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,6 +253,10 @@ def test_loading_takes_the_checkpoint_without_random_initialisation(tmp_path, ti
     loaded = ModelRegistry(make_config(tmp_path, [f"{tiny.arch}={tiny.folder}"])).get(f"{tiny.arch}={tiny.folder}")
     monkeypatch.undo()
     assert initialised == []  # no random values computed only to be overwritten
+    gc.collect()
+    maps = Path("/proc/self/maps")
+    if maps.exists():  # the tensors are copies: a file replaced or truncated later cannot change a running model
+        assert str(tiny.weights_file.resolve()) not in maps.read_text()
     checkpoint = load_file(str(tiny.weights_file))
     state = loaded.model.state_dict()
     assert set(state) == set(checkpoint)
