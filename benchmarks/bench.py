@@ -487,6 +487,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.runs = 3
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # the served app's gallery features and remembered hashes stay with the benchmark's files (children inherit it)
+    os.environ.setdefault("HF_HOME", str(args.work_dir / "hf-home"))
     if args.child:
         child(args.child, args)
         return 0

@@ -13,7 +13,6 @@ embedding and the excitations are. The sidecar also records the library versions
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ from .engine import ForwardResult
 from .ensemble import tta_batch
 from .models import LoadedModel
 from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
+from .weights import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +114,6 @@ def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> str:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return digest
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def validation_batch(loaded: LoadedModel) -> torch.Tensor:

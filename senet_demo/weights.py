@@ -57,13 +57,13 @@ class ResolvedWeights:
         """Fingerprint of the weights' content: the Hub cache's blob name (already a sha256), or a sha256."""
         file = self.weights_file
         blob = file.resolve().name
-        if file.is_symlink() and len(blob) == 64 and all(c in "0123456789abcdef" for c in blob):
+        if file.is_symlink() and _is_sha256(blob):
             return blob[:16]
         return remembered_sha256(file)[:16]
 
 
 IDENTITY_RECORDS = 256  # files whose sha256 is remembered
-RACY_NS = 1_000_000_000  # files changed this recently are hashed every time
+RACY_NS = 3_000_000_000  # files changed this recently are hashed every time (FAT keeps times to 2 s)
 
 
 def remembered_sha256(file: Path) -> str:
@@ -77,25 +77,33 @@ def remembered_sha256(file: Path) -> str:
     with _IDENTITY_LOCK:
         records = _read_records(store)
         record = records.get(key)
-        if record and record.get("signature") == signature:
+        if isinstance(record, dict) and record.get("signature") == signature and _is_sha256(record.get("sha256")):
             return record["sha256"]
     started = time.time_ns()
-    with open(file, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_sha256(file)
     if started - stat.st_ctime_ns < RACY_NS:
         return digest  # just written: a rewrite within the clock's tick would leave the same signature
     with _IDENTITY_LOCK:
         records = _read_records(store)
         records.pop(key, None)
         records[key] = {"signature": signature, "sha256": digest}
+        tmp = store.with_name(f"{store.name}.{secrets.token_hex(6)}.tmp")
         try:
             store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = store.with_name(f"{store.name}.{secrets.token_hex(6)}.tmp")
             tmp.write_text(json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:])))
             tmp.replace(store)  # atomic: another process reads the old or the new record, never half of one
-        except OSError:  # a read-only home: hash again next time
-            pass
+        except OSError:  # a read-only home or a full disk: hash again next time
+            tmp.unlink(missing_ok=True)
     return digest
+
+
+def file_sha256(file: Path) -> str:
+    with open(file, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 _IDENTITY_LOCK = threading.Lock()

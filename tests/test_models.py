@@ -235,23 +235,28 @@ def _timm_path(folder) -> torch.nn.Module:
     return timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
 
 
-@pytest.mark.parametrize("which", ["resnet", "senet"])
-def test_loading_takes_the_checkpoint_without_random_initialisation(tmp_path, tiny_resnet, tiny_senet, monkeypatch, which):
-    from safetensors.torch import load_file
-
-    tiny = {"resnet": tiny_resnet, "senet": tiny_senet}[which]
-    initialised = []
+@pytest.fixture
+def initialised(monkeypatch) -> list:
+    """Shapes of the real (not meta-device) tensors that torch's random initialisers fill from now on."""
+    calls = []
     for name in ("kaiming_uniform_", "kaiming_normal_", "normal_", "uniform_", "trunc_normal_"):
         real = getattr(torch.nn.init, name)
 
         def recording(tensor, *args, _real=real, **kwargs):
             if not tensor.is_meta:
-                initialised.append(tuple(tensor.shape))
+                calls.append(tuple(tensor.shape))
             return _real(tensor, *args, **kwargs)
 
         monkeypatch.setattr(torch.nn.init, name, recording)
+    return calls
+
+
+@pytest.mark.parametrize("which", ["resnet", "senet"])
+def test_loading_takes_the_checkpoint_without_random_initialisation(tmp_path, tiny_resnet, tiny_senet, initialised, which):
+    from safetensors.torch import load_file
+
+    tiny = {"resnet": tiny_resnet, "senet": tiny_senet}[which]
     loaded = ModelRegistry(make_config(tmp_path, [f"{tiny.arch}={tiny.folder}"])).get(f"{tiny.arch}={tiny.folder}")
-    monkeypatch.undo()
     assert initialised == []  # no random values computed only to be overwritten
     gc.collect()
     maps = Path("/proc/self/maps")
@@ -265,6 +270,29 @@ def test_loading_takes_the_checkpoint_without_random_initialisation(tmp_path, ti
     x = torch.randn(2, 3, *tiny.input_hw)
     with torch.inference_mode():
         assert torch.equal(loaded.model(x), _timm_path(tiny.folder)(x))
+
+
+@pytest.mark.parametrize("variant", ["half precision", "no BatchNorm step counters"])
+def test_checkpoints_saved_otherwise_load_as_timm_loads_them(tmp_path, tiny_senet, initialised, variant):
+    from safetensors.torch import load_file, save_file
+
+    folder = tiny_senet.copy_to(tmp_path / "weights")
+    state = load_file(str(folder / "model.safetensors"))
+    if variant == "half precision":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    else:
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    save_file(state, str(folder / "model.safetensors"))
+    spec = f"{tiny_senet.arch}={folder}"
+    model = ModelRegistry(make_config(tmp_path / "app", [spec])).get(spec).model
+    assert initialised == []
+    reference = _timm_path(folder)
+    assert all(t.dtype == torch.float32 for t in model.parameters())
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+    x = torch.randn(2, 3, *tiny_senet.input_hw)
+    with torch.inference_mode():
+        assert torch.equal(model(x), reference(x))
 
 
 def test_a_model_with_state_outside_its_checkpoint_loads_the_usual_way(tmp_path):

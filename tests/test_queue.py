@@ -178,4 +178,4 @@ def test_the_idle_queue_looks_for_events_every_few_milliseconds_not_every_one(tm
     from senet_demo.ui.queue import QUEUE_POLL_S
 
     demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert demo._queue.sleep_when_free == QUEUE_POLL_S
+    assert demo._queue.sleep_when_free >= QUEUE_POLL_S  # Gradio's own is 1 ms on Linux

@@ -1,6 +1,7 @@
 """From a SPEC to weights on disk, and on to a loaded model, for every SPEC form; safe formats only."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -252,21 +253,46 @@ def test_a_checkpoint_is_hashed_once_and_then_known_by_its_stat(tmp_path, tiny_r
 
     from senet_demo import weights as weights_module
 
-    copy = tiny_resnet.copy_to(tmp_path / "copy")
-    time.sleep(1.1)  # older than RACY_NS: a file changed within the last second is hashed every time
-    content = (copy / "model.safetensors").read_bytes()
-    first = ResolvedWeights(copy, "local", None).identity
-    assert first == hashlib.sha256(content).hexdigest()[:16]
     reads = []
     real = hashlib.file_digest
     monkeypatch.setattr(weights_module.hashlib, "file_digest", lambda *a, **k: reads.append(1) or real(*a, **k))
+    monkeypatch.setattr(weights_module, "RACY_NS", 300_000_000)
+    copy = tiny_resnet.copy_to(tmp_path / "copy")
+    content = (copy / "model.safetensors").read_bytes()
+    first = ResolvedWeights(copy, "local", None).identity
+    assert first == hashlib.sha256(content).hexdigest()[:16]
     assert ResolvedWeights(copy, "local", None).identity == first
-    assert reads == []  # a restart does not read the checkpoint again
+    assert len(reads) == 2  # just written: hashed every time (a rewrite in the same clock tick keeps the stat)
+    time.sleep(0.4)  # older than RACY_NS now
+    assert ResolvedWeights(copy, "local", None).identity == first
+    assert ResolvedWeights(copy, "local", None).identity == first
+    assert len(reads) == 3  # remembered: a restart does not read the checkpoint again
     with open(copy / "model.safetensors", "r+b") as f:  # the same size, in place
         f.seek(len(content) // 2)
         f.write(bytes([content[len(content) // 2] ^ 0xFF]))
     assert ResolvedWeights(copy, "local", None).identity != first
-    assert reads == [1]
+    assert len(reads) == 4
+
+
+def test_an_unreadable_record_of_hashes_is_hashed_afresh(tmp_path, tiny_resnet, monkeypatch):
+    import hashlib
+
+    from senet_demo import weights as weights_module
+
+    store = tmp_path / "weights-sha256.json"
+    monkeypatch.setattr(weights_module, "_identity_store", lambda: store)
+    monkeypatch.setattr(weights_module, "RACY_NS", 0)
+    file = tiny_resnet.weights_file
+    truth = hashlib.sha256(file.read_bytes()).hexdigest()
+    for content in ("not json", "[1, 2]", json.dumps({str(file.resolve()): "x"}),
+                    json.dumps({str(file.resolve()): {"signature": None, "sha256": "../../etc"}})):
+        store.write_text(content)
+        assert weights_module.remembered_sha256(file) == truth
+    stat = file.stat()
+    signature = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
+    store.write_text(json.dumps({str(file.resolve()): {"signature": signature, "sha256": "../../etc"}}))
+    assert weights_module.remembered_sha256(file) == truth  # a matching stat with a value that is no sha256
+    assert json.loads(store.read_text())[str(file.resolve())]["sha256"] == truth
 
 
 def test_weights_identity_follows_the_whole_content(tmp_path, tiny_resnet):
