@@ -77,10 +77,10 @@ def test_non_image_upload_is_an_error_and_the_server_keeps_serving(app, client, 
 def test_app_starts_with_a_missing_model_and_says_so(tmp_path, resnet_name):
     services = Services.create(make_config(tmp_path, [resnet_name, MISSING]))
     demo = build_demo(services)
-    texts = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown) and block.value]
-    status = [text for text in texts if MISSING in text and "python -m senet_demo download" in text]
-    assert status, "the model-status markdown should name the missing model and the fix"
-    assert resnet_name in status[0]
+    (open_models,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
+    status = open_models.fn()  # the Models panel, as it reads when opened
+    assert MISSING in status and "python -m senet_demo download" in status, status
+    assert resnet_name in status
     demo.close()
 
 
