@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import gradio as gr
 import pytest
 
 from helpers import REPO_ROOT, free_port, make_config
