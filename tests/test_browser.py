@@ -162,3 +162,19 @@ def test_explain_tab_shows_block_and_plot(page):
     page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
     text = page.locator("body").inner_text()
     assert "SE_4_1" in text and "C = 1024" in text  # the tiny SE-ResNeXt's default block, stage 4
+    page.get_by_role("tab", name="Depth profile").click()
+    depth = page.locator(".js-plotly-plot").filter(has_text="Depth profile")
+    depth.wait_for(timeout=30_000)
+    assert "images differ by" in depth.inner_text()  # the second panel, below the means
+    page.screenshot(path=str(ARTIFACTS / "explain-depth.png"), full_page=True)
+
+
+def test_the_models_panel_reads_each_model_when_opened(page, tiny_senet):
+    page.get_by_text("Models", exact=True).first.click()
+    row = page.get_by_text(f"{tiny_senet.arch}=", exact=False).first
+    row.wait_for(timeout=30_000)
+    page.get_by_text("tf_efficientnet_lite0=", exact=False).first.wait_for(timeout=10_000)
+    text = page.locator("body").inner_text()
+    assert "Checking the models" not in text  # the placeholder was replaced by the check
+    assert "loaded (local); engine:" in text or "ready (local)" in text
+    page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
