@@ -156,11 +156,9 @@ def _create_from_checkpoint(spec: ModelSpec, weights: ResolvedWeights) -> torch.
     if (model.pretrained_cfg or {}).get("label_offset"):
         return None
     expected = model.state_dict()
-    persistent_buffers = {name for name, _ in model.named_buffers() if name in expected}
-    tensors = [name for name, _ in model.named_parameters(remove_duplicate=False)] + [
-        name for name, _ in model.named_buffers(remove_duplicate=False)]
-    if sorted(tensors) != sorted(expected) or len(persistent_buffers) != sum(1 for _ in model.buffers()):
-        return None  # tied weights or non-persistent buffers: state the checkpoint does not hold as such
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    if sorted(name for name, _ in named) != sorted(expected) or len({id(t) for _, t in named}) != len(named):
+        return None  # non-persistent buffers or tied weights: state the checkpoint does not hold one by one
     state = load_file(str(weights.weights_file), device="cpu")
     for key, value in expected.items():  # BatchNorm's step counter: PyTorch's loader fills it in too
         if key.endswith("num_batches_tracked") and key not in state:
