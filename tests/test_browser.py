@@ -178,3 +178,18 @@ def test_the_models_panel_reads_each_model_when_opened(page, tiny_senet):
     assert "Checking the models" not in text  # the placeholder was replaced by the check
     assert "loaded (local); engine:" in text or "ready (local)" in text
     page.screenshot(path=str(ARTIFACTS / "models.png"), full_page=True)
+
+
+def test_one_click_fills_every_tab(page, app_url):
+    page.goto(app_url)  # a fresh page: nothing in any tab yet
+    page.locator("#classify-image").wait_for(timeout=60_000)
+    page.locator("#classify-image input[type=file]").set_input_files(_skimage("coffee.png"))
+    page.get_by_text("espresso").first.wait_for(timeout=120_000)  # the upload classifies at once
+    page.locator("#every-tab-button").click()
+    page.get_by_role("tab", name="Retrieve").click()
+    page.get_by_text("gallery images by cosine similarity").first.wait_for(timeout=120_000)
+    page.screenshot(path=str(ARTIFACTS / "every-tab-retrieve.png"), full_page=True)
+    page.get_by_role("tab", name="Explain").click()
+    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    assert "SE_4_1" in page.locator("body").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "every-tab-explain.png"), full_page=True)

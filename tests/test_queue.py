@@ -16,7 +16,7 @@ from senet_demo.ui import build_demo
 from senet_demo.ui.queue import INFERENCE_POOL
 
 # The handlers that run a model; every other event only moves values between components.
-MODEL_HANDLERS = {"on_classify", "on_retrieve", "on_metrics", "on_explain", "on_figure6", "on_ablate"}
+MODEL_HANDLERS = {"on_classify", "on_retrieve", "on_metrics", "on_explain", "on_figure6", "on_ablate", "on_every_tab"}
 
 
 def handler_name(fn) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..services import Services
-from . import classify_tab, explain_tab, retrieve_tab
+from . import classify_tab, every_tab, explain_tab, retrieve_tab
 from ..uploads import sweep_stale_sessions
 from .common import model_status_markdown
 from .queue import configure_queue
@@ -46,9 +46,10 @@ def build_demo(services: Services) -> gr.Blocks:
         models_box.expand(lambda: model_status_markdown(services), None, models_text, api_visibility="private",
                           show_progress="hidden")
         with gr.Tab("Classify", id="classify"):
-            classify_tab.build(services)
+            classify, every_tab_button = classify_tab.build(services)
         with gr.Tab("Retrieve", id="retrieve"):
-            retrieve_tab.build(services)
+            retrieve = retrieve_tab.build(services)
         with gr.Tab("Explain", id="explain"):
-            explain_tab.build(services)
+            explain = explain_tab.build(services)
+        every_tab.wire(every_tab_button, classify, retrieve, explain, services)
     return configure_queue(demo, services)

@@ -6,7 +6,7 @@ import gradio as gr
 from ..classify import ClassifyResult, classify
 from ..config import TTA_CHOICES
 from ..services import Services
-from .common import decode, display_name, example_images, image_input, user_errors
+from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
 from .queue import inference
 
 TTA_LABELS = {"none": "none", "flip": "horizontal flip (2 views)", "tencrop": "ten-crop (10 views)"}
@@ -35,7 +35,8 @@ def summary_markdown(result: ClassifyResult, labels: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def build(services: Services) -> None:
+def build(services: Services) -> tuple[TabEvent, gr.Button]:
+    """The tab's layout and events; returns its main event and the button that sends its image to every tab."""
     names = services.registry.names
     labels = {name: display_name(services, name) for name in names}
 
@@ -55,7 +56,9 @@ def build(services: Services) -> None:
                            info="flip: + mirrored view; tencrop: 4 corners + centre, each also mirrored")
             with gr.Accordion("Member weights", open=False):
                 weights = [gr.Slider(0, 1, value=1.0, step=0.05, label=labels[name]) for name in names]
-            button = gr.Button("Classify", variant="primary")
+            with gr.Row():
+                button = gr.Button("Classify", variant="primary")
+                every_tab = gr.Button("Classify, retrieve and explain", elem_id="every-tab-button")
             examples = example_images(services)
             if examples:
                 gr.Examples(examples, inputs=image, label="Examples (click one)")
@@ -69,3 +72,4 @@ def build(services: Services) -> None:
     outputs = [ensemble, summary, *member_labels]
     button.click(on_classify, inputs, outputs, api_name="classify", **inference(services))
     image.upload(on_classify, inputs, outputs, api_visibility="private", **inference(services))
+    return TabEvent(on_classify, inputs, outputs), every_tab

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 
@@ -17,6 +19,15 @@ from ..weights import WeightsNotFound
 log = logging.getLogger(__name__)
 
 USER_ERRORS = (ImageError, WeightsNotFound, ModelLoadError, NoModelAnswered, ValueError)
+
+
+@dataclass(frozen=True)
+class TabEvent:
+    """A tab's main event: its handler, its inputs (the image first) and its outputs."""
+
+    handler: Callable
+    inputs: list
+    outputs: list
 
 
 def user_errors(handler):

@@ -17,7 +17,7 @@ from .. import plots
 from ..ensemble import model_view, top_k
 from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
 from ..services import Services
-from .common import decode, display_name, example_images, image_input, user_errors
+from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
 from .queue import inference
 
 MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
@@ -60,7 +60,7 @@ def blocks_to_disable(blocks: list[SEBlock], choice: str) -> list[SEBlock]:
     return chosen
 
 
-def build(services: Services) -> None:
+def build(services: Services) -> TabEvent:
     registry, engine = services.registry, services.engine
     names = registry.all_names
     se_names = [n for n in names if registry.se_blocks(n)]
@@ -217,3 +217,4 @@ def build(services: Services) -> None:
     model.change(on_model_change, model,
                  [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,
                   ablate_text], api_visibility="private")
+    return TabEvent(on_explain, explain_inputs, explain_outputs)

@@ -10,7 +10,7 @@ from ..images import size_text
 from ..search import GallerySearch, feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
-from .common import decode, display_name, image_input, user_errors
+from .common import TabEvent, decode, display_name, image_input, user_errors
 from .queue import inference
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
@@ -25,7 +25,7 @@ def query_examples(limit: int = 8) -> list[str]:
     return [str(p) for p in views[:: max(1, len(views) // limit)]][:limit]
 
 
-def build(services: Services) -> None:
+def build(services: Services) -> TabEvent:
     searcher = GallerySearch(services)
     choices = feature_choices(services)
 
@@ -132,3 +132,4 @@ def build(services: Services) -> None:
     add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private",
                      concurrency_id="uploads", concurrency_limit=services.config.queue.upload_concurrency)
     clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")
+    return TabEvent(on_retrieve, [image, feature, k, session], [results, note])

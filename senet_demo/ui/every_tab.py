@@ -1,0 +1,40 @@
+"""One image through Classify, Retrieve and Explain in one request.
+
+The Classify tab's "Classify, retrieve and explain" button runs the three tabs' own handlers on its image,
+with each tab's current settings, and fills all three tabs (their image boxes too). The models run once per
+image: Retrieve and Explain read the forward pass that Classify made. One request instead of three also
+saves two uploads and two trips through the queue, about 10 ms each on 2 cores.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from ..services import Services
+from .common import TabEvent
+from .queue import inference
+
+
+def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: TabEvent, services: Services) -> None:
+    retrieve_settings, explain_settings = retrieve.inputs[1:], explain.inputs[1:]
+
+    def on_every_tab(*values, progress=gr.Progress(track_tqdm=True)):
+        image = values[0]
+        settings = values[len(classify.inputs):]
+        answer = classify.handler(*values[:len(classify.inputs)])  # a bad image stops here, with its message
+        found = _or_message(retrieve, image, settings[:len(retrieve_settings)])
+        explained = _or_message(explain, image, settings[len(retrieve_settings):])
+        return [*answer, image, *found, image, *explained]
+
+    button.click(on_every_tab, [*classify.inputs, *retrieve_settings, *explain_settings],
+                 [*classify.outputs, retrieve.inputs[0], *retrieve.outputs, explain.inputs[0], *explain.outputs],
+                 api_name="every_tab", **inference(services))
+
+
+def _or_message(tab: TabEvent, image, settings) -> list:
+    """The tab's outputs, or, when it cannot answer (an empty gallery, a model that fails), its message in
+    the tab's text box and nothing in the others: the tabs that can answer still do."""
+    try:
+        return list(tab.handler(image, *settings))
+    except gr.Error as err:
+        text_box = next(i for i, component in enumerate(tab.outputs) if isinstance(component, gr.Markdown))
+        return [err.message if i == text_box else None for i in range(len(tab.outputs))]

@@ -1,0 +1,77 @@
+"""One image through all three tabs in one request: the same answers as each tab's own event, one pass."""
+from __future__ import annotations
+
+import gradio as gr
+import pytest
+
+from helpers import make_config, random_image
+from retrieval_helpers import make_gallery
+from senet_demo.services import Services
+from senet_demo.ui import build_demo
+
+
+def _events(services) -> dict:
+    demo = build_demo(services)
+    return {fn.api_name: fn for fn in demo.fns.values() if fn.api_name}, demo
+
+
+def _defaults(event) -> list:
+    return [None if isinstance(c, gr.Image) else c.value for c in event.inputs]
+
+
+def _call(event, image_path, values=None):
+    args = values if values is not None else _defaults(event)
+    return event.fn(str(image_path), *args[1:])
+
+
+@pytest.fixture
+def every_tab_services(tmp_path, resnet_name, senet_name):
+    config = make_config(tmp_path, [resnet_name, senet_name])
+    config.gallery_dir = make_gallery(tmp_path / "gallery", {"red": 3, "green": 3})
+    return Services.create(config)
+
+
+def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_services):
+    events, _ = _events(every_tab_services)
+    engine = every_tab_services.engine
+    warm, image = tmp_path / "warm.png", tmp_path / "query.png"
+    random_image(seed=6).save(warm)
+    random_image(seed=7).save(image)
+    _call(events["retrieve"], warm)  # indexes the gallery (its own forward passes) before counting
+
+    before = engine.forward_passes
+    together = _call(events["every_tab"], image)
+    assert engine.forward_passes - before == len(every_tab_services.registry.names)  # one pass per model
+
+    classify, retrieve, explain = (_call(events[name], image) for name in ("classify", "retrieve", "explain"))
+    assert engine.forward_passes - before == len(every_tab_services.registry.names)  # the tabs find it cached
+    n_classify, n_retrieve = len(classify), len(retrieve)
+    assert together[:n_classify][0] == classify[0]  # the ensemble's top-5
+    assert together[n_classify + 1:n_classify + 1 + n_retrieve] == list(retrieve)  # the same hits and note
+    assert together[n_classify] == together[n_classify + 1 + n_retrieve] == str(image)  # both tabs show the image
+    explained = together[n_classify + 2 + n_retrieve:]
+    assert explained[0] == explain[0]  # the block's formula and the text
+    assert explained[1].to_json() == explain[1].to_json()  # the excitation map
+    assert [caption for _, caption in explained[4]] == [caption for _, caption in explain[4]]  # the tiles
+
+
+def test_a_tab_that_cannot_answer_says_why_and_the_others_still_do(tmp_path, resnet_name, senet_name):
+    config = make_config(tmp_path, [resnet_name, senet_name])
+    config.gallery_dir = tmp_path / "no-gallery"  # nothing to retrieve from
+    events, _ = _events(Services.create(config))
+    image = tmp_path / "query.png"
+    random_image(seed=8).save(image)
+    together = _call(events["every_tab"], image)
+    n_classify = len(events["classify"].outputs)
+    assert together[0]  # the ensemble answered
+    gallery, note = together[n_classify + 1:n_classify + 3]
+    assert gallery is None and "gallery is empty" in note
+    assert "SE_" in together[n_classify + 4]  # Explain answered too
+
+
+def test_a_bad_image_is_refused_for_every_tab_with_its_message(tmp_path, every_tab_services):
+    events, _ = _events(every_tab_services)
+    bogus = tmp_path / "holiday.jpg"
+    bogus.write_bytes(b"not an image at all\n" * 10)
+    with pytest.raises(gr.Error, match="not an image"):
+        _call(events["every_tab"], bogus)
