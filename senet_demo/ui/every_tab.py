@@ -10,19 +10,21 @@ from __future__ import annotations
 import gradio as gr
 
 from ..services import Services
-from .common import TabEvent
+from .common import TabEvent, decode, user_errors
 from .queue import inference
 
 
 def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: TabEvent, services: Services) -> None:
     retrieve_settings, explain_settings = retrieve.inputs[1:], explain.inputs[1:]
 
+    @user_errors
     def on_every_tab(*values, progress=gr.Progress(track_tqdm=True)):
-        image = values[0]
+        image, classify_settings = values[0], values[1:len(classify.inputs)]
         settings = values[len(classify.inputs):]
-        answer = classify.handler(*values[:len(classify.inputs)])  # a bad image stops here, with its message
-        found = _or_message(retrieve, image, settings[:len(retrieve_settings)])
-        explained = _or_message(explain, image, settings[len(retrieve_settings):])
+        picture = decode(image, services)  # once for the three tabs; a bad image stops here, with its message
+        answer = classify.handler(picture, *classify_settings)
+        found = _or_message(retrieve, picture, settings[:len(retrieve_settings)])
+        explained = _or_message(explain, picture, settings[len(retrieve_settings):])
         return [*answer, image, *found, image, *explained]
 
     button.click(on_every_tab, [*classify.inputs, *retrieve_settings, *explain_settings],
@@ -30,11 +32,11 @@ def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: Tab
                  api_name="every_tab", **inference(services))
 
 
-def _or_message(tab: TabEvent, image, settings) -> list:
+def _or_message(tab: TabEvent, picture, settings) -> list:
     """The tab's outputs, or, when it cannot answer (an empty gallery, a model that fails), its message in
     the tab's text box and nothing in the others: the tabs that can answer still do."""
     try:
-        return list(tab.handler(image, *settings))
+        return list(tab.handler(picture, *settings))
     except gr.Error as err:
         text_box = next(i for i, component in enumerate(tab.outputs) if isinstance(component, gr.Markdown))
         return [err.message if i == text_box else None for i in range(len(tab.outputs))]
