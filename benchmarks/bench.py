@@ -49,18 +49,6 @@ DEFAULT_WORK_DIR = Path.home() / ".cache" / "senet-explorer" / "bench"
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-def median_time(fn, runs: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in seconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def median_of(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -352,35 +340,25 @@ def cold_start(specs: list[str], engine: str, gallery: Path, weights_dir: Path, 
         subprocess.run([sys.executable, "-c", LOAD_ONLY, *args], check=True, capture_output=True)
         load_only.append(time.perf_counter() - start)
 
-        port = free_port()
-        command = app_command(specs, engine, gallery, weights_dir, port)
         start = time.perf_counter()
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
-        try:
-            client = _connect(f"http://127.0.0.1:{port}/", server)
+        with served_app(specs, engine, gallery, weights_dir) as (client, server):
             client.predict("classify", image)
             first_answer.append(time.perf_counter() - start)
             peak_rss.append(_vm_hwm_mb(server.pid))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
     return {"load_weights_s": median_of(load_only), "first_answer_s": median_of(first_answer),
             "app_peak_rss_mb": max(peak_rss)}
 
 
-def app_command(specs: list[str], engine: str, gallery: Path, weights_dir: Path, port: int) -> list[str]:
-    return [sys.executable, str(REPO_ROOT / "app.py"), "--offline", "--port", str(port), "--engine", engine,
-            "--gallery", str(gallery), "--weights-dir", str(weights_dir)] + [f"--model={s}" for s in specs]
-
-
 @contextlib.contextmanager
 def served_app(specs: list[str], engine: str, gallery: Path, weights_dir: Path):
-    """``app.py`` in a process of its own, as a Space runs it; yields a client that speaks the browser's protocol."""
+    """``app.py`` in a process of its own, as a Space runs it; yields a client that speaks the browser's
+    protocol, and the server's process."""
     port = free_port()
-    server = subprocess.Popen(app_command(specs, engine, gallery, weights_dir, port),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
+    command = [sys.executable, str(REPO_ROOT / "app.py"), "--offline", "--port", str(port), "--engine", engine,
+               "--gallery", str(gallery), "--weights-dir", str(weights_dir)] + [f"--model={s}" for s in specs]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO_ROOT)
     try:
-        yield _connect(f"http://127.0.0.1:{port}/", server)
+        yield _connect(f"http://127.0.0.1:{port}/", server), server
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -522,7 +500,7 @@ def main(argv=None) -> int:
     results["ensemble"] = ensemble
     print(json.dumps(results["models"]), flush=True)
 
-    with served_app(specs, args.engine, GALLERY_DIR, args.work_dir / "weights") as client:
+    with served_app(specs, args.engine, GALLERY_DIR, args.work_dir / "weights") as (client, _):
         pool = photos(12 * runs)
         for api in ("classify", "retrieve", "explain", "every_tab"):  # warm-up; the first retrieve stores the gallery features
             client.predict(api, pool[-1])

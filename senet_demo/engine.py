@@ -156,7 +156,12 @@ class Engine:
         """"onnxruntime", "torch", or "torch; ONNX Runtime not used: <reason>" (for status texts)."""
         chosen = self._backends.get(name)
         if chosen is None:
-            return "torch" if self.mode == "torch" else f"{self.mode}, chosen on first use"
+            if self.mode == "torch":
+                return "torch"
+            lock = self._backend_locks.get(name)
+            if lock is not None and lock.locked():
+                return f"{self.mode}, being chosen now (a first start exports to ONNX and checks the export)"
+            return f"{self.mode}, chosen on first use"
         reason = getattr(chosen, "reason", None)
         return f"{chosen.name}; {reason}" if reason else chosen.name
 

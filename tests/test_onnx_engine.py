@@ -403,3 +403,26 @@ def test_a_graph_that_fails_on_the_validation_batch_stays_eager(tmp_path, resnet
     assert status.startswith("torch;") and "failed on the validation batch" in status and "invalid dimensions" in status
     np.testing.assert_allclose(outputs.probs, engine.run(resnet_name, image).probs, atol=1e-6)
     assert list((tmp_path / "weights" / "onnx").iterdir()) == []
+
+
+def test_the_status_says_when_the_engine_is_being_chosen(tmp_path, resnet_name, monkeypatch):
+    import threading
+
+    services = start(tmp_path, [resnet_name])
+    assert services.engine.backend_name(resnet_name) == "onnx, chosen on first use"
+    entered, release = threading.Event(), threading.Event()
+    real = onnx_backend.prepare
+
+    def slow_prepare(*args, **kwargs):  # an export in progress
+        entered.set()
+        release.wait(timeout=60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_backend, "prepare", slow_prepare)
+    preparing = threading.Thread(target=services.engine.backend, args=(resnet_name,))
+    preparing.start()
+    assert entered.wait(timeout=60)
+    assert services.engine.backend_name(resnet_name).startswith("onnx, being chosen now")
+    release.set()
+    preparing.join(timeout=120)
+    assert services.engine.backend_name(resnet_name) == "onnxruntime"

@@ -18,7 +18,7 @@ def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: Tab
     retrieve_settings, explain_settings = retrieve.inputs[1:], explain.inputs[1:]
 
     @user_errors
-    def on_every_tab(*values, progress=gr.Progress(track_tqdm=True)):
+    def on_every_tab(*values, progress=gr.Progress(track_tqdm=True)):  # shows a first run's download bars
         image, classify_settings = values[0], values[1:len(classify.inputs)]
         settings = values[len(classify.inputs):]
         picture = decode(image, services)  # once for the three tabs; a bad image stops here, with its message
