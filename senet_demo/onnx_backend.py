@@ -118,7 +118,7 @@ def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
     start = time.perf_counter()
     log.info("%s: exporting to ONNX (once) at %s", loaded.name, files.graph)
     try:
-        digest = ox.export_graph(loaded, blocks, files.graph)
+        digest, layout = ox.export_graph(loaded, blocks, files.graph)
         backend = open_session(files.graph, blocks, threads)
     except Exception as err:
         files.graph.unlink(missing_ok=True)
@@ -130,7 +130,8 @@ def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
         raise OnnxUnavailable(f"the exported graph failed on the validation batch: {type(err).__name__}: {err}") from err
     record = {"model": loaded.name, "weights_identity": loaded.weights.identity, "file": files.graph.name,
               "sha256": digest, "format": ox.FORMAT_VERSION, "opset": ox.OPSET, "outputs": ox.output_names(blocks),
-              "export_seconds": round(time.perf_counter() - start, 2), "versions": ox.versions(), **report}
+              "layout": layout.as_record(), "export_seconds": round(time.perf_counter() - start, 2),
+              "versions": ox.versions(), **report}
     ox.write_sidecar(files.sidecar, record)
     if not report["valid"]:
         raise OnnxUnavailable(f"its export failed validation against PyTorch ({report['reason']}); see {files.sidecar}")

@@ -5,8 +5,10 @@ call) and returns ``logits``, the pooled pre-logits ``embedding``, one output pe
 as the block (``SE_2_1`` ...), holding its excitation as (B, C), and the input maps U of the Explain
 tab's default block (``U_SE_3_23``, (B, C, H, W)).
 
-Exports are cached as ``<dir>/<arch>-<weights identity>-<H>x<W>-f<FORMAT>-op<OPSET>.onnx``, written
-atomically (temporary file, then rename), with a JSON sidecar that records the file's sha256 and the
+After the export, ``onnx_layout`` rewrites the graph for ONNX Runtime's blocked layout on this CPU (``B``
+channels per block, 0 for none). Exports are cached as
+``<dir>/<arch>-<weights identity>-<H>x<W>-f<FORMAT>-op<OPSET>-b<B>.onnx``, written atomically
+(temporary file, then rename), with a JSON sidecar that records the file's sha256 and the
 validation against eager PyTorch on a fixed picture's ten crops: the largest difference of
 probabilities (must stay under ``PROB_TOLERANCE``), the same top-5 for every crop, and how close the
 embedding and the excitations are. The sidecar also records the library versions it was made with.
@@ -31,12 +33,13 @@ from torch import nn
 from .engine import ForwardResult
 from .ensemble import tta_batch
 from .models import LoadedModel
+from .onnx_layout import LayoutRewrites, blocked_layout_width, fit_blocked_layout
 from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
 from .weights import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the graph's inputs or outputs change: old exports are then ignored
+FORMAT_VERSION = 3  # bump when the graph's inputs or outputs change: old exports are then ignored
 OPSET = 17
 INPUT = "image"
 LOGITS, EMBEDDING = "logits", "embedding"
@@ -75,10 +78,10 @@ def output_names(blocks: list[SEBlock]) -> list[str]:
 
 
 def export_files(cache_dir: Path, loaded: LoadedModel) -> ExportFiles:
-    """The cache key: architecture, weights content, input size, export format and opset."""
+    """The cache key: architecture, weights content, input size, export format, opset and layout block."""
     _, height, width = loaded.data_config["input_size"]
     arch = re.sub(r"[^A-Za-z0-9_.-]", "_", loaded.spec.arch)[:80]
-    stem = f"{arch}-{loaded.weights.identity}-{height}x{width}-f{FORMAT_VERSION}-op{OPSET}"
+    stem = f"{arch}-{loaded.weights.identity}-{height}x{width}-f{FORMAT_VERSION}-op{OPSET}-b{blocked_layout_width()}"
     return ExportFiles(cache_dir / f"{stem}.onnx", cache_dir / f"{stem}.json")
 
 
@@ -92,8 +95,10 @@ def versions() -> dict[str, str]:
             "onnxruntime": onnxruntime.__version__}
 
 
-def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> str:
-    """Write the ONNX graph of ``loaded`` to ``path`` atomically; returns the file's sha256."""
+def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> tuple[str, LayoutRewrites]:
+    """Write the ONNX graph of ``loaded`` to ``path`` atomically; returns the file's sha256 and the layout rewrites."""
+    import onnx
+
     wrapper = _GraphOutputs(loaded.model, blocks).eval()  # eval: the exporter restores the wrapper's mode
     _, height, width = loaded.data_config["input_size"]
     example = torch.zeros(2, 3, height, width)  # batch 2: the batch axis is never specialised to 1
@@ -109,11 +114,15 @@ def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> str:
                 input_names=[INPUT], output_names=names,
                 dynamic_axes={name: {0: "batch"} for name in [INPUT, *names]},
             )
+        graph = onnx.load(tmp)
+        rewrites = fit_blocked_layout(graph, blocked_layout_width())
+        onnx.save(graph, tmp)
+        del graph
         digest = file_sha256(Path(tmp))
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    return digest
+    return digest, rewrites
 
 
 def validation_batch(loaded: LoadedModel) -> torch.Tensor:

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 import se_models as sm
 from helpers import SENET_DATA, make_config, random_image
-from senet_demo import onnx_backend
+from senet_demo import onnx_backend, onnx_layout
 from senet_demo import onnx_export as ox
 from senet_demo.engine import Engine
 from senet_demo.services import Services
@@ -144,6 +144,13 @@ def test_the_record_holds_the_validation(onnx_services, onnx_root, resnet_name, 
         assert record["sha256"] == ox.file_sha256(graph)
         assert record["weights_identity"] in graph.name
         assert record["versions"] == ox.versions()
+        block = onnx_layout.blocked_layout_width()
+        assert record["layout"]["block"] == block and graph.stem.endswith(f"-b{block}")
+    senext_record = json.loads(next(g for g in graphs if g.name.startswith("seresnext")).with_suffix(".json").read_text())
+    if onnx_layout.blocked_layout_width():  # every SE block and the narrow grouped convs rewritten for the layout
+        blocks = onnx_services.engine.se_blocks(senet_name)
+        assert senext_record["layout"]["squeezes"] == senext_record["layout"]["broadcasts"] == len(blocks)
+        assert senext_record["layout"]["merged_convs"] >= 1
 
 
 # ---------------------------------------------------------------- exported once, keyed by weights
