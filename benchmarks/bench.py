@@ -145,9 +145,13 @@ class BrowserProtocolClient:
 
     ``gradio_client`` polls its message queue every 50 ms, which would be counted as the app's
     overhead; this reads the server's events as they arrive. Inputs not given keep their UI defaults.
+    Like a browser tab (and ``gradio_client``), one client is one session: Gradio sets up a session's
+    state on its first event (about 10 ms for this app's page), not on every event.
     """
 
     def __init__(self, url: str):
+        import uuid
+
         import httpx
 
         self.http = httpx.Client(timeout=600)
@@ -156,6 +160,7 @@ class BrowserProtocolClient:
         self.api = self.base + config.get("api_prefix", "/gradio_api")
         self.defaults = {c["id"]: c.get("props", {}).get("value") for c in config["components"]}
         self.events = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
+        self.session = uuid.uuid4().hex
 
     def upload(self, path: Path) -> dict:
         with open(path, "rb") as f:
@@ -164,18 +169,15 @@ class BrowserProtocolClient:
 
     def predict(self, api_name: str, image: Path, **values) -> list:
         """Run ``api_name`` with ``image`` as its first input; ``values`` set other inputs by position name."""
-        import uuid
-
         event = self.events[api_name]
         data = [self.defaults.get(i) for i in event["inputs"]]
         data[0] = self.upload(image)
         for position, value in values.items():
             data[int(position.removeprefix("input"))] = value
-        session = uuid.uuid4().hex
         joined = self.http.post(f"{self.api}/queue/join", json={
-            "data": data, "fn_index": event["id"], "trigger_id": None, "session_hash": session, "event_data": None})
+            "data": data, "fn_index": event["id"], "trigger_id": None, "session_hash": self.session, "event_data": None})
         joined.raise_for_status()
-        with self.http.stream("GET", f"{self.api}/queue/data", params={"session_hash": session}) as stream:
+        with self.http.stream("GET", f"{self.api}/queue/data", params={"session_hash": self.session}) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
