@@ -21,16 +21,25 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 
 
 def excitation_map(matrix: np.ndarray, blocks: list[SEBlock], title: str) -> go.Figure:
-    """Heatmap: SE blocks by depth (rows) x channels (columns), coloured by excitation."""
-    heatmap = {
-        "type": "heatmap", "z": matrix, "y": [b.name for b in blocks], "colorscale": "Viridis", "zmin": 0.0,
-        "zmax": 1.0, "colorbar": {"title": {"text": "s"}},
-        "hovertemplate": "block %{y}<br>channel %{x}<br>excitation %{z:.3f}<extra></extra>",
-    }
-    return _figure([heatmap], {
+    """Heatmap: SE blocks by depth (rows) x channels (columns), coloured by excitation.
+
+    One single-row heatmap per block, each as wide as its block, on one shared colour axis: narrower blocks
+    are not padded out to the widest, which halves what the browser receives for an SE-ResNeXt. Rows are
+    numbered by depth and labelled with the block names (the browser's plotly cannot draw several heatmaps
+    on one category axis).
+    """
+    heatmaps = [
+        {"type": "heatmap", "z": matrix[row:row + 1, :block.channels], "y": [row], "name": block.name,
+         "coloraxis": "coloraxis",
+         "hovertemplate": f"block {block.name}<br>channel %{{x}}<br>excitation %{{z:.3f}}<extra></extra>"}
+        for row, block in enumerate(blocks)
+    ]
+    return _figure(heatmaps, {
         "title": {"text": title}, "height": max(320, 18 * len(blocks) + 120),
         "margin": {"l": 80, "r": 20, "t": 50, "b": 40},
-        "yaxis": {"autorange": "reversed", "title": {"text": "SE block (by depth)"}, "type": "category"},
+        "coloraxis": {"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0, "colorbar": {"title": {"text": "s"}}},
+        "yaxis": {"autorange": "reversed", "title": {"text": "SE block (by depth)"},
+                  "tickvals": list(range(len(blocks))), "ticktext": [b.name for b in blocks]},
         "xaxis": {"title": {"text": "channel"}},
     })
 

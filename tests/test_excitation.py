@@ -141,12 +141,20 @@ def test_formula_text_uses_the_blocks_own_sizes():
 # ---------------------------------------------------------------------------------------------- plots carry the data
 
 
-def test_excitation_map_plots_the_matrix():
-    a, b = block("SE_2_1", 4), block("SE_3_1", 6)
-    matrix = ex.excitation_matrix({"SE_2_1": np.linspace(0, 1, 4), "SE_3_1": np.linspace(1, 0, 6)}, [a, b])
-    fig = plots.excitation_map(matrix, [a, b], "t")
-    np.testing.assert_array_equal(np.asarray(fig.data[0].z, dtype=float), matrix)
-    assert list(fig.data[0].y) == ["SE_2_1", "SE_3_1"]
+def test_excitation_map_plots_each_block_at_its_own_width_on_one_colour_scale():
+    blocks = [block("SE_2_1", 4), block("SE_2_2", 4), block("SE_3_1", 6), block("SE_4_1", 3)]
+    vectors = {b.name: np.linspace(0, 1, b.channels) ** (i + 1) for i, b in enumerate(blocks)}
+    matrix = ex.excitation_matrix(vectors, blocks)
+    fig = plots.excitation_map(matrix, blocks, "t")
+    assert [t.name for t in fig.data] == [b.name for b in blocks]
+    for row, (trace, b) in enumerate(zip(fig.data, blocks)):
+        z = np.asarray(trace.z, dtype=float)
+        assert z.shape == (1, b.channels)  # not padded to the widest block
+        np.testing.assert_array_equal(z[0], vectors[b.name].astype(np.float32))
+        assert list(trace.y) == [row] and trace.coloraxis == "coloraxis" and f"block {b.name}<br>" in trace.hovertemplate
+    assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
+    assert list(fig.layout.yaxis.ticktext) == [b.name for b in blocks] and list(fig.layout.yaxis.tickvals) == [0, 1, 2, 3]
+    assert fig.layout.yaxis.autorange == "reversed"  # the first block on top
 
 
 def test_figure6_plot_shows_each_category_mean_on_the_sampled_channels():

@@ -81,6 +81,15 @@ def _array(value) -> np.ndarray:
     return np.array(value, dtype=float)
 
 
+def _heatmap_rows(figure: dict) -> dict[str, np.ndarray]:
+    """Block name -> its row of the excitation map (a single-row heatmap per block)."""
+    rows = {}
+    for trace in figure["data"]:
+        assert trace["type"] == "heatmap" and trace["coloraxis"] == "coloraxis"
+        (rows[trace["name"]],) = _array(trace["z"]).reshape(1, -1)
+    return rows
+
+
 def _reference(app):
     from senet_demo.images import load_image
 
@@ -95,12 +104,10 @@ def test_explain_with_just_an_image_names_the_default_block_and_plots_its_excita
     assert "**SE_4_1**" in text and "`layer3.0.se`" in text and "1024 → 64 → 1024" in text
     assert f"has {len(SE_BLOCKS)} SE blocks" in text
 
-    heatmap = _figure(excitation_map)["data"][0]
-    assert heatmap["type"] == "heatmap" and list(heatmap["y"]) == SE_BLOCKS
-    z = _array(heatmap["z"])
-    for row, name in enumerate(SE_BLOCKS):
-        vector = reference.excitations[name]
-        np.testing.assert_allclose(z[row, : len(vector)], vector, atol=1e-4, err_msg=name)
+    rows = _heatmap_rows(_figure(excitation_map))
+    assert list(rows) == SE_BLOCKS
+    for name in SE_BLOCKS:
+        np.testing.assert_allclose(rows[name], reference.excitations[name], atol=1e-4, err_msg=name)
 
     lines = _figure(channel_plot)["data"]
     assert [t["name"] for t in lines] == ["your image"]
@@ -226,11 +233,10 @@ def test_all_six_views_work_for_other_se_families(other_families_app, family):
     text, excitation_map, channel_plot, depth_plot, tiles = client.predict(
         image=_image(app["query"]), model=spec, api_name="/explain")
     assert f"**{chosen}**" in text and f"has {len(blocks)} SE blocks" in text
-    heatmap = _figure(excitation_map)["data"][0]
-    assert list(heatmap["y"]) == [b.name for b in blocks]
-    z = _array(heatmap["z"])
-    for row, block in enumerate(blocks):
-        np.testing.assert_allclose(z[row, : block.channels], reference.excitations[block.name], atol=1e-4)
+    rows = _heatmap_rows(_figure(excitation_map))
+    assert list(rows) == [b.name for b in blocks]
+    for block in blocks:
+        np.testing.assert_allclose(rows[block.name], reference.excitations[block.name], atol=1e-4)
     np.testing.assert_allclose(_array(_figure(channel_plot)["data"][0]["y"]), reference.excitations[chosen], atol=1e-4)
     np.testing.assert_allclose(_array(_figure(depth_plot)["data"][0]["y"]),
                                [reference.excitations[b.name].mean() for b in blocks], atol=1e-4)
