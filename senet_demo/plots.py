@@ -122,13 +122,14 @@ def _figure(traces: list[dict], layout: dict) -> go.Figure:
 def feature_overlays(view: Image.Image, feature_maps: list[np.ndarray], size: int = 224) -> list[Image.Image]:
     """Each channel's feature map, normalised and upsampled, blended over the model's view of the image."""
     picture = view.convert("RGB").resize((size, size))
+    jet = _jet_table().tobytes()
     overlays = []
     for feature_map in feature_maps:
         fmap = feature_map.astype(np.float32)
         fmap = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)
         heat = Image.fromarray(np.uint8(fmap * 255)).resize((size, size), Image.BILINEAR)
-        colored = Image.fromarray(_jet_table()[np.asarray(heat)])
-        overlays.append(Image.blend(picture, colored, alpha=0.45))
+        heat.putpalette(jet)  # the grey levels index the colour table (Pillow's own lookup, not numpy's)
+        overlays.append(Image.blend(picture, heat.convert("RGB"), alpha=0.45))
     return overlays
 
 
