@@ -39,7 +39,7 @@ from .weights import file_sha256
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # bump when the graph's inputs or outputs change: old exports are then ignored
+FORMAT_VERSION = 3  # bump when what the graph takes, returns or holds changes: old exports are then ignored
 OPSET = 17
 INPUT = "image"
 LOGITS, EMBEDDING = "logits", "embedding"

@@ -25,8 +25,8 @@ def excitation_map(matrix: np.ndarray, blocks: list[SEBlock], title: str) -> go.
 
     One single-row heatmap per block, each as wide as its block, on one shared colour axis: narrower blocks
     are not padded out to the widest, which halves what the browser receives for an SE-ResNeXt. Rows are
-    numbered by depth and labelled with the block names (the browser's plotly cannot draw several heatmaps
-    on one category axis).
+    numbered by depth and labelled with the block names: the plotly.js that Gradio ships did not draw
+    several heatmaps on one category axis.
     """
     heatmaps = [
         {"type": "heatmap", "z": matrix[row:row + 1, :block.channels], "y": [row], "name": block.name,

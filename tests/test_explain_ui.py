@@ -86,7 +86,9 @@ def _heatmap_rows(figure: dict) -> dict[str, np.ndarray]:
     rows = {}
     for trace in figure["data"]:
         assert trace["type"] == "heatmap" and trace["coloraxis"] == "coloraxis"
-        (rows[trace["name"]],) = _array(trace["z"]).reshape(1, -1)
+        z = _array(trace["z"])
+        assert z.ndim == 2 and z.shape[0] == 1, z.shape  # one row per block, as wide as the block
+        rows[trace["name"]] = z[0]
     return rows
 
 

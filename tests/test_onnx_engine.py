@@ -150,7 +150,10 @@ def test_the_record_holds_the_validation(onnx_services, onnx_root, resnet_name, 
     if onnx_layout.blocked_layout_width():  # every SE block and the narrow grouped convs rewritten for the layout
         blocks = onnx_services.engine.se_blocks(senet_name)
         assert senext_record["layout"]["squeezes"] == senext_record["layout"]["broadcasts"] == len(blocks)
-        assert senext_record["layout"]["merged_convs"] >= 1
+        model = onnx_services.registry.get(senet_name).model
+        narrow = [m for m in model.modules()
+                  if isinstance(m, torch.nn.Conv2d) and m.groups > 1 and 1 < m.in_channels // m.groups < 16]
+        assert senext_record["layout"]["merged_convs"] == len(narrow) == 2  # stages 1 and 2: 4 and 8 per group
 
 
 # ---------------------------------------------------------------- exported once, keyed by weights

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import se_models as sm
-from senet_demo import onnx_layout
+from senet_demo import onnx_export, onnx_layout
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -21,7 +21,7 @@ def export(module: nn.Module, size: int, path, channels: int = 3) -> "onnx.Model
     """``module`` as ONNX with a dynamic batch axis, as the engine exports it."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(module.eval(), (torch.zeros(2, channels, size, size),), str(path), dynamo=False, opset_version=17,
+        torch.onnx.export(module.eval(), (torch.zeros(2, channels, size, size),), str(path), dynamo=False, opset_version=onnx_export.OPSET,
                           input_names=["image"], output_names=["out"],
                           dynamic_axes={"image": {0: "batch"}, "out": {0: "batch"}})
     return onnx.load(str(path))
@@ -78,9 +78,12 @@ def test_grouped_conv_is_widened_block_diagonally_with_the_same_output(tmp_path)
         np.testing.assert_allclose(run(rewritten, batch), conv(torch.from_numpy(batch)).numpy(), atol=1e-5, rtol=0)
 
 
-def test_wide_and_depthwise_groups_are_left_alone(tmp_path):
-    module = nn.Sequential(nn.Conv2d(32, 32, 3, padding=1, groups=2), nn.Conv2d(32, 32, 3, padding=1, groups=32))
-    model = export(module, 8, tmp_path / "convs.onnx", channels=32)
+def test_wide_depthwise_and_unmergeable_groups_are_left_alone(tmp_path):
+    module = nn.Sequential(nn.Conv2d(36, 36, 3, padding=1, groups=2),  # 18 per group: wide enough
+                           nn.Conv2d(36, 36, 3, padding=1, groups=36),  # depthwise: a layout of its own
+                           nn.Conv2d(36, 36, 3, padding=1, groups=6),  # 6 per group: 16 is no multiple of 6
+                           nn.Conv2d(36, 24, 3, padding=1, groups=12))  # 3 per group, 12 groups: 16 / 3 is no whole
+    model = export(module, 8, tmp_path / "convs.onnx", channels=36)
     before = [numpy_helper.to_array(t).shape for t in model.graph.initializer]
 
     assert onnx_layout.fit_blocked_layout(model, 16).merged_convs == 0

@@ -2,6 +2,7 @@
 queue positions for waiting visitors, and no direct POST around the queue."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -190,6 +191,7 @@ def test_the_monitoring_summary_is_rebuilt_every_few_events_not_after_each(tmp_p
     monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
     demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
     assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == MONITORING_SUMMARY_EVERY > 1  # (sic: Gradio's own spelling)
+    assert "GRADIO_ANALYTICS_CACHE_FREQUENCY" not in os.environ  # set on this app's queue, not the process
 
     monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "3")
     demo = build_demo(Services.create(make_config(tmp_path / "again", [resnet_name])))
