@@ -62,16 +62,29 @@ def app_url(tmp_path_factory, tiny_senet):
     demo.close()
 
 
+PAGE_ERRORS: list[str] = []  # uncaught errors in the page's scripts, in order
+
+
 @pytest.fixture(scope="module")
 def page(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
         page.goto(app_url)
         page.locator("#classify-image").wait_for(timeout=60_000)
         yield page
         browser.close()
+
+
+@pytest.fixture(autouse=True)
+def no_script_errors():
+    """Each test leaves no uncaught error in the page's scripts: a figure that throws while it is drawn
+    (as plotly.js did for several heatmaps on one category axis) may leave the rest of the page looking fine."""
+    already = len(PAGE_ERRORS)
+    yield
+    assert PAGE_ERRORS[already:] == []
 
 
 def _skimage(name: str) -> str:
