@@ -90,16 +90,18 @@ def test_wide_depthwise_and_unmergeable_groups_are_left_alone(tmp_path):
     assert [numpy_helper.to_array(t).shape for t in model.graph.initializer] == before
 
 
-def test_se_squeeze_and_scale_are_rewritten_with_the_same_outputs(senext, tmp_path):
+@pytest.mark.parametrize("block, narrow_groups", [(16, 2), (8, 1)])  # AVX-512, AVX2
+def test_se_squeeze_and_scale_are_rewritten_with_the_same_outputs(senext, tmp_path, block, narrow_groups):
     original = export(senext, 64, tmp_path / "senext.onnx")
     rewritten = onnx.load(str(tmp_path / "senext.onnx"))
     se_count = len(sm.se_modules(senext))
     assert ops(original)["ReduceMean"] == se_count
 
-    rewrites = onnx_layout.fit_blocked_layout(rewritten, 16)
+    rewrites = onnx_layout.fit_blocked_layout(rewritten, block)
 
-    narrow = [m for m in senext.modules() if isinstance(m, nn.Conv2d) and m.groups > 1 and 1 < m.in_channels // m.groups < 16]
-    assert len(narrow) == 2  # the first two stages' grouped 3x3 convs: 4 and 8 channels per group
+    narrow = [m for m in senext.modules()
+              if isinstance(m, nn.Conv2d) and m.groups > 1 and 1 < m.in_channels // m.groups < block]
+    assert len(narrow) == narrow_groups  # the first two stages' grouped 3x3 convs have 4 and 8 channels per group
     assert (rewrites.squeezes, rewrites.broadcasts, rewrites.merged_convs) == (se_count, se_count, len(narrow))
     assert ops(rewritten)["ReduceMean"] == 0 and ops(rewritten)["Resize"] == se_count
     declared = {v.name: v for v in rewritten.graph.value_info}
