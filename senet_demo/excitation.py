@@ -16,16 +16,6 @@ from .se_blocks import SEBlock
 PAPER_SAMPLED_CHANNELS = 50  # the paper plots 50 evenly sampled channels per block
 
 
-def excitation_matrix(excitations: dict[str, np.ndarray], blocks: list[SEBlock]) -> np.ndarray:
-    """(blocks, max C) matrix of excitations by depth; NaN where a block has fewer channels."""
-    width = max(b.channels for b in blocks)
-    matrix = np.full((len(blocks), width), np.nan, dtype=np.float32)
-    for row, block in enumerate(blocks):
-        vector = excitations[block.name]
-        matrix[row, : len(vector)] = vector
-    return matrix
-
-
 def sampled_channels(channels: int, count: int = PAPER_SAMPLED_CHANNELS) -> np.ndarray:
     """``count`` channel indices evenly spread over ``channels`` (all of them if fewer)."""
     if channels <= count:

@@ -20,7 +20,7 @@ from .se_blocks import SEBlock
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 
 
-def excitation_map(matrix: np.ndarray, blocks: list[SEBlock], title: str) -> go.Figure:
+def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], title: str) -> go.Figure:
     """Heatmap: SE blocks by depth (rows) x channels (columns), coloured by excitation.
 
     One single-row heatmap per block, each as wide as its block, on one shared colour axis: narrower blocks
@@ -29,7 +29,7 @@ def excitation_map(matrix: np.ndarray, blocks: list[SEBlock], title: str) -> go.
     several heatmaps on one category axis.
     """
     heatmaps = [
-        {"type": "heatmap", "z": matrix[row:row + 1, :block.channels], "y": [row], "name": block.name,
+        {"type": "heatmap", "z": np.asarray(excitations[block.name], np.float32)[None], "y": [row], "name": block.name,
          "coloraxis": "coloraxis",
          "hovertemplate": f"block {block.name}<br>channel %{{x}}<br>excitation %{{z:.3f}}<extra></extra>"}
         for row, block in enumerate(blocks)

@@ -37,17 +37,6 @@ def meta_blocks(arch: str) -> list[SEBlock]:
 # ---------------------------------------------------------------------------------------------- pure statistics
 
 
-def test_excitation_matrix_rows_follow_the_blocks_and_pad_with_nan():
-    a, b = block("SE_2_1", 4), block("SE_3_1", 6)
-    excitations = {"SE_2_1": np.array([0.1, 0.2, 0.3, 0.4]), "SE_3_1": np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4]),
-                   "SE_4_1": np.array([0.5])}  # a block not asked for is ignored
-    matrix = ex.excitation_matrix(excitations, [b, a])
-    assert matrix.shape == (2, 6)
-    np.testing.assert_allclose(matrix[0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], rtol=1e-6)
-    np.testing.assert_allclose(matrix[1, :4], [0.1, 0.2, 0.3, 0.4], rtol=1e-6)
-    assert np.isnan(matrix[1, 4:]).all()
-
-
 def test_sampled_channels_follow_the_paper():
     picked = ex.sampled_channels(2048)
     assert len(picked) == 50 and len(set(picked.tolist())) == 50
@@ -144,8 +133,8 @@ def test_formula_text_uses_the_blocks_own_sizes():
 def test_excitation_map_plots_each_block_at_its_own_width_on_one_colour_scale():
     blocks = [block("SE_2_1", 4), block("SE_2_2", 4), block("SE_3_1", 6), block("SE_4_1", 3)]
     vectors = {b.name: np.linspace(0, 1, b.channels) ** (i + 1) for i, b in enumerate(blocks)}
-    matrix = ex.excitation_matrix(vectors, blocks)
-    fig = plots.excitation_map(matrix, blocks, "t")
+    vectors["SE_5_1"] = np.array([0.5])  # a block not asked for is not drawn
+    fig = plots.excitation_map(vectors, blocks, "t")
     assert [t.name for t in fig.data] == [b.name for b in blocks]
     for row, (trace, b) in enumerate(zip(fig.data, blocks)):
         z = np.asarray(trace.z, dtype=float)

@@ -99,7 +99,6 @@ def build(services: Services) -> TabEvent:
         blocks = engine.se_blocks(model)
         block = block_by_name(model, block_name)
         main = outputs[0].excitations
-        matrix = ex.excitation_matrix(main, blocks)
         channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
         per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
         profile = ex.depth_profile([out.excitations for out in outputs], blocks)
@@ -115,7 +114,7 @@ def build(services: Services) -> TabEvent:
             f"image; the channel plot overlays {len(series)} image(s) for {block.name}; the depth profile shows "
             f"where the images' excitations differ (early blocks: alike, class-agnostic; later: class-specific).",
         ])
-        return (text, plots.excitation_map(matrix, blocks, f"Excitation of every SE block — {display_name(services, model)}"),
+        return (text, plots.excitation_map(main, blocks, f"Excitation of every SE block — {display_name(services, model)}"),
                 plots.channel_plot(per_channel, block, channels),
                 plots.depth_profile(profile, blocks, [name for name, _ in series]), tiles)
 
