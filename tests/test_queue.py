@@ -173,13 +173,31 @@ def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name
     assert classify_out[0]["label"]  # answers came back, not errors
 
 
-def test_the_idle_queue_looks_for_events_every_few_milliseconds_not_every_one(tmp_path, resnet_name, keep_torch_threads):
-    """Gradio's queue wakes up every 1 ms while it has nothing to start, forwards included; the app slows it
-    to QUEUE_POLL_S (this Gradio must still have the setting: a new one without it is noticed here)."""
+def test_the_app_queue_starts_events_on_arrival_or_else_polls_every_few_milliseconds(tmp_path, resnet_name,
+                                                                                   keep_torch_threads, monkeypatch):
+    """Gradio's queue wakes up every 1 ms while it has nothing to start, forwards included. The app's queue
+    is woken by arriving and ending events instead (ui/queue_start.py); with a Gradio whose loop it does
+    not know, it polls every QUEUE_POLL_S (this Gradio must still have the setting)."""
+    from gradio.queueing import Queue
+
+    from senet_demo.ui import queue_start
     from senet_demo.ui.queue import QUEUE_POLL_S
 
     demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
+    assert demo._queue.start_processing.__qualname__ != Queue.start_processing.__qualname__
+
+    monkeypatch.setattr(queue_start, "KNOWN_LOOP_SHA256", "0" * 64)
+    demo = build_demo(Services.create(make_config(tmp_path / "other", [resnet_name])))
+    assert demo._queue.start_processing.__func__ is Queue.start_processing
     assert demo._queue.sleep_when_free >= QUEUE_POLL_S  # Gradio's own is 1 ms on Linux
+
+
+def test_progress_is_sent_twenty_times_a_second_not_a_hundred(tmp_path, resnet_name, keep_torch_threads):
+    """Gradio's progress loop wakes every 10 ms, idle or not; a progress bar needs 20 updates a second."""
+    from senet_demo.ui.queue import PROGRESS_EVERY_S
+
+    demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
+    assert demo._queue.progress_update_sleep_when_free == PROGRESS_EVERY_S >= 0.05
 
 
 def test_the_monitoring_summary_is_rebuilt_every_few_events_not_after_each(tmp_path, resnet_name, keep_torch_threads,
