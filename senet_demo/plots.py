@@ -2,7 +2,7 @@
 
 Every builder returns a new figure object (no global plotting state), with
 hover text naming the block, the channel and the value. The Explain tab's three
-figures are built from plain dicts in one pass: they are drawn on every request.
+figures are built from plain dicts, unvalidated: they are drawn on every request.
 """
 from __future__ import annotations
 
@@ -114,9 +114,10 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
 
 
 def _figure(traces: list[dict], layout: dict) -> go.Figure:
-    """One figure from plain dicts in a single validation pass (a third of the time of adding traces and
-    then updating the layout piece by piece, which validates and re-lays-out the figure every time)."""
-    return go.Figure({"data": traces, "layout": layout})
+    """One figure from plain dicts, not validated property by property: for the excitation map's 33 rows,
+    plotly's validation took 6 of the 8 ms this costs, and serialising a validated figure took 4.4 ms
+    against 1.7 (tests/test_excitation.py validates every figure built here)."""
+    return go.Figure({"data": traces, "layout": layout}, _validate=False)
 
 
 def feature_overlays(view: Image.Image, feature_maps: list[np.ndarray], size: int = 224) -> list[Image.Image]:

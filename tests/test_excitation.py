@@ -176,6 +176,23 @@ def test_channel_and_depth_plots_carry_their_values():
     assert fig.layout.xaxis.matches == "x2"  # one block axis for both panels
 
 
+def test_the_explain_figures_are_valid_plotly_although_built_unvalidated():
+    """The builders skip plotly's validation for speed; validating their figures here catches a wrong
+    property name or value, as building them validated would."""
+    import plotly.graph_objects as go
+
+    b = block("SE_3_1", 6)
+    vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6)}
+    figures = [plots.excitation_map({"SE_3_1": vectors["one"], "SE_3_2": np.ones(4)}, [b, block("SE_3_2", 4)], "t"),
+               plots.channel_plot(vectors, b, np.arange(6)),
+               plots.depth_profile(ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b]), [b], list(vectors))]
+    for fig in figures:
+        validated = go.Figure(fig.to_plotly_json())  # raises on anything plotly does not know
+        assert len(validated.data) == len(fig.data) and validated.layout.title.text == fig.layout.title.text
+    with pytest.raises(ValueError):
+        go.Figure({"data": [{"type": "heatmap", "zz": [[1.0]]}]})  # what the check above would catch
+
+
 def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
     from matplotlib import colormaps
 
