@@ -11,8 +11,9 @@ median of ``--runs`` runs, and every comparison is a ratio of figures measured i
   selected engine's latency, achieved GFLOP/s and the fraction of peak; the ensemble (its members run
   back to back, as a classify runs them) against the floor (its FLOPs divided by the peak);
 * the app's classify request through the Gradio API against the bare forward passes (the app's overhead):
-  ``app.py`` runs in a process of its own, as on a Space, and is called the way a browser calls it; and the
-  same forwards as the app times them inside the server;
+  ``app.py`` runs in a process of its own, as on a Space, and is called the way a browser calls it; the bare
+  forwards run in another process after each request; and the same forwards as the app times them inside
+  the server;
 * one image through Classify, Retrieve and Explain, against one classify: for the app in one request (the
   Classify tab's "Classify, retrieve and explain") and as a request per tab, and for a naive baseline
   written here (a separate forward per tab with a freshly built transform);
@@ -197,27 +198,75 @@ def forward_latency(specs: list[str], engine: str, runs: int, work_dir: Path) ->
     Run in a process of its own per engine: PyTorch's and ONNX Runtime's thread pools keep spinning
     between calls and would slow each other down in one process.
     """
+    models, run_once = _ensemble_runner(specs, engine, work_dir)
+    rounds = [run_once() for _ in range(runs + 1)][1:]  # the first round is a warm-up
+    for name in models:
+        models[name]["seconds"] = median_of([r[name] for r in rounds])
+    return {"models": models, "ensemble_s": median_of([sum(r.values()) for r in rounds])}
+
+
+def _ensemble_runner(specs: list[str], engine: str, work_dir: Path, count_flops: bool = True):
+    """Per model its FLOPs (when counted) and backend, and a function that runs the engine's members back to
+    back on one preprocessed view (as a classify runs them) and returns each member's seconds."""
     from PIL import Image
 
     from senet_demo.images import load_image
 
     services = _services(specs, engine, work_dir)
     image = load_image(Image.open(photos(1)[0]))
-    out, batches = {}, {}
+    models, batches = {}, {}
     for name in services.registry.names:
         loaded = services.registry.get(name)
         batches[name] = loaded.transform(image).unsqueeze(0)
-        out[name] = {"gflop": flop_count(loaded.model, tuple(batches[name].shape[1:])) / 1e9}
+        models[name] = {"gflop": flop_count(loaded.model, tuple(batches[name].shape[1:])) / 1e9} if count_flops else {}
     backends = {name: services.engine.backend(name) for name in batches}
     for name in batches:
-        out[name]["backend"] = services.engine.backend_name(name)
-    times = {name: [] for name in batches}
-    for _ in range(runs + 1):  # the members back to back, as a classify runs them; the first round is a warm-up
-        for name, backend in backends.items():
-            times[name].append(_timed(lambda: backend.forward(batches[name])))
-    for name in batches:
-        out[name]["seconds"] = median_of(times[name][1:])
-    return {"models": out, "ensemble_s": median_of([sum(t[i] for t in times.values()) for i in range(1, runs + 1)])}
+        models[name]["backend"] = services.engine.backend_name(name)
+
+    def run_once() -> dict[str, float]:
+        return {name: _timed(lambda: backend.forward(batches[name])) for name, backend in backends.items()}
+
+    return models, run_once
+
+
+def serve_bare_forwards(args: argparse.Namespace) -> None:
+    """The child of ``BareForwards``: one ensemble forward per line read, its seconds printed back."""
+    _, run_once = _ensemble_runner(args.models, args.engine, args.work_dir, count_flops=False)
+    run_once()  # warm-up
+    print("ready", flush=True)
+    for _ in sys.stdin:
+        print(sum(run_once().values()), flush=True)
+
+
+class BareForwards:
+    """The bare forward passes in a process of their own, run on request.
+
+    Asked between the app's requests, so that the app's overhead compares figures from the same minutes:
+    this machine's speed drifts by up to 10% within minutes. While one side runs, the other waits (the
+    bare process blocked on a read; the idle app wakes up about 40 times a second).
+    """
+
+    def __init__(self, args: argparse.Namespace, specs: list[str], engine: str):
+        command = [sys.executable, __file__, "--child", "bare-forwards", "--engine", engine, "--runs", "1",
+                   "--work-dir", str(args.work_dir)] + [f"--model={s}" for s in specs]
+        self.log = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        if self.process.stdout.readline().strip() != "ready":
+            self.log.seek(0)
+            raise RuntimeError(f"the bare-forward process did not start:\n{self.log.read()[-3000:]}")
+
+    def once(self) -> float:
+        self.process.stdin.write("\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+        self.log.close()
 
 
 def _services(specs: list[str], engine: str, work_dir: Path):
@@ -229,16 +278,19 @@ def _services(specs: list[str], engine: str, work_dir: Path):
                                                 engine=engine))
 
 
-def app_overhead(client: BrowserProtocolClient, images: list[Path], runs: int) -> dict:
-    """Classify as a browser asks for it (a new image each time: no cache), end to end; and the members'
-    forward latencies the app reports in its table, i.e. the same forwards timed inside the server."""
-    requests, forwards = [], []
+def app_overhead(client: BrowserProtocolClient, bare: BareForwards, images: list[Path], runs: int) -> dict:
+    """Classify as a browser asks for it (a new image each time: no cache), end to end, each request followed
+    by the bare forward passes in their own process; and the members' forward latencies the app reports in
+    its table, i.e. the same forwards timed inside the server."""
+    requests, forwards, bare_forwards = [], [], []
     for path in images[:runs]:
         start = time.perf_counter()
         outputs = client.predict("classify", path)
         requests.append(time.perf_counter() - start)
         forwards.append(_reported_forwards_s(outputs))
-    return {"api_classify_s": median_of(requests), "server_forwards_s": median_of(forwards)}
+        bare_forwards.append(bare.once())
+    return {"api_classify_s": median_of(requests), "server_forwards_s": median_of(forwards),
+            "bare_forwards_s": median_of(bare_forwards)}
 
 
 def _reported_forwards_s(outputs: list) -> float:
@@ -426,7 +478,7 @@ def report(r: dict) -> str:
               f"{e['floor_s'] * 1e3:.0f} ms; the {engine} engine takes **{e['engine_s'] / e['floor_s']:.2f}×** the floor.", ""]
     o = r["app_overhead"]
     lines += ["| figure | value | ratio |", "|---|---:|---:|",
-              f"| classify through the Gradio API | {o['api_classify_s'] * 1e3:.0f} ms | **{o['api_classify_s'] / o['bare_forwards_s']:.2f}×** the bare forwards ({o['bare_forwards_s'] * 1e3:.0f} ms) |"]
+              f"| classify through the Gradio API | {o['api_classify_s'] * 1e3:.0f} ms | **{o['api_classify_s'] / o['bare_forwards_s']:.2f}×** the bare forwards ({o['bare_forwards_s'] * 1e3:.0f} ms, run after each request) |"]
     if "server_forwards_s" in o:
         lines.append(f"| its forwards, as timed inside the server | {o['server_forwards_s'] * 1e3:.0f} ms | "
                      f"{o['server_forwards_s'] / o['bare_forwards_s']:.2f}× the bare forwards |")
@@ -444,7 +496,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-CHILD_SECTIONS = ("prepare", "forward", "naive", "peak", "gallery")
+CHILD_SECTIONS = ("prepare", "forward", "naive", "peak", "gallery", "bare-forwards")
 
 
 def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: str = "torch") -> dict:
@@ -471,6 +523,9 @@ def child(section: str, args: argparse.Namespace) -> None:
         result = gallery_build(_services(args.models, args.engine, args.work_dir), count=16 if args.quick else 32)
     elif section == "forward":
         result = forward_latency(args.models, args.engine, args.runs, args.work_dir)
+    elif section == "bare-forwards":
+        serve_bare_forwards(args)
+        return
     elif section == "naive":
         result = naive_three_tabs(args.models, args.runs, args.work_dir)
     else:
@@ -527,10 +582,9 @@ def main(argv=None) -> int:
         pool = photos(12 * runs)
         for api in ("classify", "retrieve", "explain", "every_tab"):  # warm-up; the first retrieve stores the gallery features
             client.predict(api, pool[-1])
-        results["app_overhead"] = app_overhead(client, pool[:runs], runs)
+        with BareForwards(args, specs, args.engine) as bare:
+            results["app_overhead"] = app_overhead(client, bare, pool[:runs], runs)
         results["three_tabs"] = three_tabs(client, pool[4 * runs:8 * runs], runs)
-    # the bare forward passes: the same engine's members back to back on preprocessed views, in a process of their own
-    results["app_overhead"]["bare_forwards_s"] = engine["ensemble_s"]
     results["naive"] = run_child("naive", args, specs)
     print(json.dumps({k: results[k] for k in ("app_overhead", "three_tabs", "naive")}), flush=True)
 
