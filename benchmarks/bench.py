@@ -293,6 +293,54 @@ def app_overhead(client: BrowserProtocolClient, bare: BareForwards, images: list
             "bare_forwards_s": median_of(bare_forwards)}
 
 
+def serve_noop_app(args: argparse.Namespace) -> None:
+    """The child of ``noop_event``: the Classify tab's inputs and outputs, its queue set up as the app's, and
+    a handler that only returns answers of the same size; prints its port, then serves until killed."""
+    import gradio as gr
+
+    from senet_demo.ui.queue import send_progress_less_often, summarise_monitoring_less_often
+    from senet_demo.ui.queue_start import start_events_on_arrival
+
+    top5 = {f"class {i}": 0.5 / (i + 1) for i in range(5)}
+    table = "\n".join(["| member | weight | top-1 | prob | latency |", "|---|---|---|---|---|",
+                       "| a | 1 | class 0 | 0.500 | 100 ms |", "| b | 1 | class 0 | 0.500 | 150 ms |"])
+
+    def classify(image, tta, *weights, progress=gr.Progress(track_tqdm=True)):
+        progress(0, desc="Preparing models…")
+        return [top5, table, top5, top5]
+
+    with gr.Blocks() as demo:
+        image = gr.Image(type="filepath", image_mode=None)
+        tta = gr.Radio(["none", "flip", "tencrop"], value="none")
+        weights = [gr.Slider(0, 1, value=1.0, step=0.05) for _ in range(2)]
+        outputs = [gr.Label(num_top_classes=5), gr.Markdown(), gr.Label(num_top_classes=5), gr.Label(num_top_classes=5)]
+        gr.Button().click(classify, [image, tta, *weights], outputs, api_name="classify")
+    demo.queue(api_open=False)
+    start_events_on_arrival(demo._queue)
+    send_progress_less_often(demo)
+    summarise_monitoring_less_often(demo)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    print(port, flush=True)
+    while True:
+        time.sleep(60)
+
+
+def noop_event(images: list[Path], runs: int) -> float:
+    """What an event with the Classify tab's inputs and outputs costs through Gradio when its handler does
+    nothing (upload, queue, pre- and postprocessing, server-sent events): the floor under the app's overhead."""
+    command = [sys.executable, __file__, "--child", "noop-app"]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
+    try:
+        client = _connect(f"http://127.0.0.1:{int(server.stdout.readline())}/", server)
+        for path in images[:3]:  # warm-up
+            client.predict("classify", path)
+        return median_of([_timed(lambda: client.predict("classify", path)) for path in images[:runs]])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def _reported_forwards_s(outputs: list) -> float:
     """The sum of the latency column ("| 118 ms |") of the classify answer's member table (every image here
     is new, so no row may come from the cache, whose latency would be the original pass's)."""
@@ -482,6 +530,9 @@ def report(r: dict) -> str:
     if "server_forwards_s" in o:
         lines.append(f"| its forwards, as timed inside the server | {o['server_forwards_s'] * 1e3:.0f} ms | "
                      f"{o['server_forwards_s'] / o['bare_forwards_s']:.2f}× the bare forwards |")
+    if "noop_event_s" in o:
+        lines.append(f"| an event with the classify's inputs and outputs whose handler does nothing (Gradio alone) | "
+                     f"{o['noop_event_s'] * 1e3:.0f} ms | {o['noop_event_s'] / o['bare_forwards_s']:.2f}× the bare forwards |")
     t, n = r["three_tabs"], r["naive"]
     lines += [f"| Classify + Retrieve + Explain, app, one request | {t['every_tab_s'] * 1e3:.0f} ms | **{t['every_tab_s'] / t['classify_s']:.2f}×** one classify ({t['classify_s'] * 1e3:.0f} ms) |",
               f"| Classify + Retrieve + Explain, app, a request per tab | {t['three_tabs_s'] * 1e3:.0f} ms | **{t['three_tabs_s'] / t['classify_s']:.2f}×** one classify |",
@@ -496,7 +547,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-CHILD_SECTIONS = ("prepare", "forward", "naive", "peak", "gallery", "bare-forwards")
+CHILD_SECTIONS = ("prepare", "forward", "naive", "peak", "gallery", "bare-forwards", "noop-app")
 
 
 def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: str = "torch") -> dict:
@@ -525,6 +576,9 @@ def child(section: str, args: argparse.Namespace) -> None:
         result = forward_latency(args.models, args.engine, args.runs, args.work_dir)
     elif section == "bare-forwards":
         serve_bare_forwards(args)
+        return
+    elif section == "noop-app":
+        serve_noop_app(args)
         return
     elif section == "naive":
         result = naive_three_tabs(args.models, args.runs, args.work_dir)
@@ -585,6 +639,7 @@ def main(argv=None) -> int:
         with BareForwards(args, specs, args.engine) as bare:
             results["app_overhead"] = app_overhead(client, bare, pool[:runs], runs)
         results["three_tabs"] = three_tabs(client, pool[4 * runs:8 * runs], runs)
+    results["app_overhead"]["noop_event_s"] = noop_event(pool[8 * runs:9 * runs], runs)
     results["naive"] = run_child("naive", args, specs)
     print(json.dumps({k: results[k] for k in ("app_overhead", "three_tabs", "naive")}), flush=True)
 
