@@ -115,8 +115,8 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
 
 def _figure(traces: list[dict], layout: dict) -> go.Figure:
     """One figure from plain dicts, not validated property by property: for the excitation map's 33 rows,
-    plotly's validation took 6 of the 8 ms this costs, and serialising a validated figure took 4.4 ms
-    against 1.7 (tests/test_excitation.py validates every figure built here)."""
+    building it takes 1.6 ms instead of 5.7 with plotly's validation, and serialising it the same 3.9 ms
+    (tests/test_excitation.py validates every figure built here)."""
     return go.Figure({"data": traces, "layout": layout}, _validate=False)
 
 
