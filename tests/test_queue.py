@@ -184,9 +184,9 @@ def test_the_app_queue_starts_events_on_arrival_or_else_polls_every_few_millisec
     from senet_demo.ui.queue import QUEUE_POLL_S
 
     demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert demo._queue.start_processing.__qualname__ != Queue.start_processing.__qualname__
+    assert getattr(demo._queue.start_processing, "__func__", None) is not Queue.start_processing
 
-    monkeypatch.setattr(queue_start, "KNOWN_LOOP_SHA256", "0" * 64)
+    monkeypatch.setattr(queue_start, "KNOWN_SOURCES_SHA256", "0" * 64)
     demo = build_demo(Services.create(make_config(tmp_path / "other", [resnet_name])))
     assert demo._queue.start_processing.__func__ is Queue.start_processing
     assert demo._queue.sleep_when_free >= QUEUE_POLL_S  # Gradio's own is 1 ms on Linux

@@ -96,8 +96,15 @@ def configure_queue(demo: gr.Blocks, services: Services) -> gr.Blocks:
     torch.set_num_threads(settings.threads_per_forward)
     # api_open=False: Gradio's direct POST routes (/run/<api_name>) would otherwise skip the queue and its limits.
     demo.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.max_size, api_open=False)
+    quieten_queue(demo)
+    return demo
+
+
+def quieten_queue(demo: gr.Blocks) -> None:
+    """Gradio's queue (after ``demo.queue()``) with less background work beside the forwards: events
+    start as they arrive (or the idle queue polls every 5 ms), progress is sent 20 times a second, and
+    the monitoring summary is rebuilt every 20 events."""
     if start_events_on_arrival(demo._queue) is None:
         quiet_queue_polling(demo)
     send_progress_less_often(demo)
     summarise_monitoring_less_often(demo)
-    return demo

@@ -2,16 +2,21 @@
 
 Gradio's queue loop looks for an event to start every millisecond (on Linux) whenever it has none it
 can start, which includes the whole time a forward runs, and its progress loop every 10 ms. On a 2-core
-machine those wake-ups take time from the forward's own threads: an idle server woke 266 times a second
-with the 5 ms poll ``queue.py`` sets, 40 times with this loop (and progress every 50 ms), and the ensemble's forwards inside the
-server took 261 ms with the poll against 248 ms with this loop (servers taking turns, the same run).
-Here the loop sleeps until something can change what it would find: an event joins (``push``) or an
-event ends (``process_events``, which frees its worker and its concurrency slot); and at the latest
-after ``FALLBACK_S``, so that a change made some other way is picked up anyway.
+machine those wake-ups take time from the forward's own threads. An idle server woke 266 times a second
+with the 5 ms poll ``queue.py`` sets, and 40 times with this loop and progress sent every 50 ms; the
+ensemble's forwards inside the server took 261 ms with the poll and 248 ms with this loop (servers
+taking turns, in the same run).
+
+Here the loop sleeps until something can change what it would find: an event joins (``push``), or an
+event's worker and concurrency slot are freed (in ``process_events``' cleanup, just before it awaits
+``reset_iterators``; the rest of that cleanup, Gradio's monitoring summary included, no longer delays
+the next event); and at the latest after ``FALLBACK_S``, so that a change made some other way is
+picked up anyway (``process_events`` ending wakes it too).
 
 The loop is Gradio's own (``Queue.start_processing``) with its ``asyncio.sleep`` replaced by that wait.
-It is installed only when the installed Gradio's loop is the one it was taken from (the digest of its
-source); any other Gradio keeps its own loop, with ``queue.py``'s slower poll.
+It is installed only when the Gradio methods it copies or relies on have the source digest of the
+Gradio it was taken from; any other Gradio keeps its own loop, with ``queue.py``'s slower poll, and the
+log says so.
 """
 from __future__ import annotations
 
@@ -23,17 +28,21 @@ import time
 
 log = logging.getLogger(__name__)
 
-# sha256 of the source of gradio.queueing.Queue.start_processing in the Gradio this loop was taken from (6.31.0)
-KNOWN_LOOP_SHA256 = "d65be5a5cbed97d75e13233ab7d0dfc9f347c4ffd33bdcb47293d696f38aaa1f"
+# The Queue methods the waking loop copies (start_processing) or relies on (start calls it; push is the
+# only way in; process_events frees the slot just before awaiting reset_iterators), and the sha256 of
+# their sources in the Gradio it was taken from (6.31.0).
+RELIED_ON = ("start", "start_processing", "push", "process_events", "reset_iterators")
+KNOWN_SOURCES_SHA256 = "a1f3bbbd43ebc8bcaa4542e0b115c83fb485a2ca218c8970c90d910358cc00e4"
 FALLBACK_S = 0.1  # the longest the loop sleeps without being woken
 
 
-def loop_digest() -> str | None:
-    """The digest of the installed Gradio's queue loop, or None when it cannot be read."""
+def sources_digest() -> str | None:
+    """The digest of the installed Gradio's ``RELIED_ON`` queue methods, or None when they cannot be read."""
     try:
         from gradio.queueing import Queue
 
-        return hashlib.sha256(inspect.getsource(Queue.start_processing).encode()).hexdigest()
+        sources = "".join(inspect.getsource(getattr(Queue, name)) for name in RELIED_ON)
+        return hashlib.sha256(sources.encode()).hexdigest()
     except (ImportError, AttributeError, OSError, TypeError):
         return None
 
@@ -73,18 +82,23 @@ class Wakeup:
 def start_events_on_arrival(queue, fallback_s: float = FALLBACK_S) -> Wakeup | None:
     """Install the waking loop on Gradio's ``queue`` (before the server starts it); returns its ``Wakeup``,
     or None, leaving the queue as it was, when this Gradio's loop is not the one it replaces."""
-    digest = loop_digest()
-    if digest != KNOWN_LOOP_SHA256:
-        log.info("Gradio's queue loop is not the one this app knows (sha256 %s); it keeps polling", digest)
+    digest = sources_digest()
+    if digest != KNOWN_SOURCES_SHA256:
+        log.warning("Gradio's queue is not the one this app knows (sha256 %s of %s); it keeps polling, every "
+                    "5 ms", digest, ", ".join(RELIED_ON))
         return None
     wakeup = Wakeup(fallback_s)
-    push, process_events = queue.push, queue.process_events
+    push, process_events, reset_iterators = queue.push, queue.process_events, queue.reset_iterators
 
     async def push_and_wake(*args, **kwargs):
         try:
             return await push(*args, **kwargs)
         finally:
             wakeup.set()
+
+    async def reset_iterators_after_waking(*args, **kwargs):
+        wakeup.set()  # the event's slot was freed just before this call
+        return await reset_iterators(*args, **kwargs)
 
     async def process_and_wake(*args, **kwargs):
         try:
@@ -93,6 +107,7 @@ def start_events_on_arrival(queue, fallback_s: float = FALLBACK_S) -> Wakeup | N
             wakeup.set()
 
     queue.push = push_and_wake
+    queue.reset_iterators = reset_iterators_after_waking
     queue.process_events = process_and_wake
     queue.start_processing = lambda: _start_processing(queue, wakeup)
     return wakeup
