@@ -189,8 +189,9 @@ def test_the_explain_figures_are_valid_plotly_although_built_unvalidated():
     for fig in figures:
         validated = go.Figure(fig.to_plotly_json())  # raises on anything plotly does not know
         assert len(validated.data) == len(fig.data) and validated.layout.title.text == fig.layout.title.text
+    misspelt = go.Figure({"data": [{"type": "heatmap", "zz": [[1.0]]}]}, _validate=False)  # built as the builders do
     with pytest.raises(ValueError):
-        go.Figure({"data": [{"type": "heatmap", "zz": [[1.0]]}]})  # what the check above would catch
+        go.Figure(misspelt.to_plotly_json())  # what the check above catches
 
 
 def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
