@@ -251,23 +251,36 @@ class BareForwards:
         command = [sys.executable, __file__, "--child", "bare-forwards", "--engine", engine, "--runs", "1",
                    "--work-dir", str(args.work_dir)] + [f"--model={s}" for s in specs]
         self.log = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                        text=True)
         if self.process.stdout.readline().strip() != "ready":
-            self.log.seek(0)
-            raise RuntimeError(f"the bare-forward process did not start:\n{self.log.read()[-3000:]}")
+            why = _tail(self.log)
+            self._stop()
+            raise RuntimeError(f"the bare-forward process did not start:\n{why}")
 
     def once(self) -> float:
-        self.process.stdin.write("\n")
-        self.process.stdin.flush()
-        return float(self.process.stdout.readline())
+        try:
+            self.process.stdin.write("\n")
+            self.process.stdin.flush()
+            return float(self.process.stdout.readline())
+        except (BrokenPipeError, ValueError) as err:
+            raise RuntimeError(f"the bare-forward process failed:\n{_tail(self.log)}") from err
+
+    def _stop(self) -> None:
+        try:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        except (BrokenPipeError, subprocess.TimeoutExpired):
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self.log.close()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.process.stdin.close()
-        self.process.wait(timeout=60)
-        self.log.close()
+        self._stop()
 
 
 def _services(specs: list[str], engine: str, work_dir: Path):
@@ -287,8 +300,10 @@ def app_overhead(client: BrowserProtocolClient, bare: "BareForwards", images: li
     machine's speed drifts within minutes, and a bare forward between every two requests cost each request
     about 15 ms more here (it evicts the server's working set from the caches, which a server on its own
     keeps between visitors)."""
+    if len(images) < runs * rounds:
+        raise ValueError(f"app_overhead needs {runs * rounds} images, got {len(images)}")
     requests, forwards, bare_forwards = [], [], []
-    pending = iter(images[:runs * rounds])
+    pending = iter(images)
     for _ in range(rounds):
         for path in itertools.islice(pending, runs):
             start = time.perf_counter()
@@ -305,8 +320,7 @@ def serve_noop_app(args: argparse.Namespace) -> None:
     a handler that only returns answers of the same size; prints its port, then serves until killed."""
     import gradio as gr
 
-    from senet_demo.ui.queue import send_progress_less_often, summarise_monitoring_less_often
-    from senet_demo.ui.queue_start import start_events_on_arrival
+    from senet_demo.ui.queue import quieten_queue
 
     top5 = {f"class {i}": 0.5 / (i + 1) for i in range(5)}
     table = "\n".join(["| member | weight | top-1 | prob | latency |", "|---|---|---|---|---|",
@@ -323,9 +337,7 @@ def serve_noop_app(args: argparse.Namespace) -> None:
         outputs = [gr.Label(num_top_classes=5), gr.Markdown(), gr.Label(num_top_classes=5), gr.Label(num_top_classes=5)]
         gr.Button().click(classify, [image, tta, *weights], outputs, api_name="classify")
     demo.queue(api_open=False)
-    start_events_on_arrival(demo._queue)
-    send_progress_less_often(demo)
-    summarise_monitoring_less_often(demo)
+    quieten_queue(demo)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     print(port, flush=True)
@@ -335,17 +347,31 @@ def serve_noop_app(args: argparse.Namespace) -> None:
 
 def noop_event(images: list[Path], runs: int) -> float:
     """What an event with the Classify tab's inputs and outputs costs through Gradio when its handler does
-    nothing (upload, queue, pre- and postprocessing, server-sent events): the floor under the app's overhead."""
-    command = [sys.executable, __file__, "--child", "noop-app"]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO_ROOT)
-    try:
-        client = _connect(f"http://127.0.0.1:{int(server.stdout.readline())}/", server)
-        for path in images[:3]:  # warm-up
-            client.predict("classify", path)
-        return median_of([_timed(lambda: client.predict("classify", path)) for path in images[:runs]])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    nothing (upload, queue, pre- and postprocessing, server-sent events): the floor under the app's overhead.
+    ``images``: 3 for the warm-up, then ``runs`` timed."""
+    if len(images) < 3 + runs:
+        raise ValueError(f"noop_event needs {3 + runs} images, got {len(images)}")
+    with tempfile.TemporaryFile("w+") as log:
+        server = subprocess.Popen([sys.executable, __file__, "--child", "noop-app"], stdout=subprocess.PIPE,
+                                  stderr=log, text=True, cwd=REPO_ROOT)
+        try:
+            port = server.stdout.readline().strip()
+            if not port.isdigit():
+                raise RuntimeError(f"the no-op app did not start:\n{_tail(log)}")
+            client = _connect(f"http://127.0.0.1:{port}/", server)
+            for path in images[:3]:
+                client.predict("classify", path)
+            return median_of([_timed(lambda: client.predict("classify", path)) for path in images[3:3 + runs]])
+        finally:
+            server.kill()
+            server.wait(timeout=30)
+
+
+def _tail(log, chars: int = 3000) -> str:
+    """The end of a child process's stderr (a temporary file), to show when the child fails."""
+    log.flush()
+    log.seek(0)
+    return log.read()[-chars:]
 
 
 def _reported_forwards_s(outputs: list) -> float:
@@ -646,7 +672,7 @@ def main(argv=None) -> int:
         with BareForwards(args, specs, args.engine) as bare:
             results["app_overhead"] = app_overhead(client, bare, pool[:2 * runs], runs)
         results["three_tabs"] = three_tabs(client, pool[4 * runs:8 * runs], runs)
-    results["app_overhead"]["noop_event_s"] = noop_event(pool[8 * runs:9 * runs], runs)
+    results["app_overhead"]["noop_event_s"] = noop_event(pool[8 * runs:9 * runs + 3], runs)
     results["naive"] = run_child("naive", args, specs)
     print(json.dumps({k: results[k] for k in ("app_overhead", "three_tabs", "naive")}), flush=True)
 
