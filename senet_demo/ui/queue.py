@@ -52,11 +52,7 @@ def quiet_queue_polling(demo: gr.Blocks, seconds: float = QUEUE_POLL_S) -> bool:
     forward runs; on 2 cores the wake-ups took a forward from 217 ms to 239 ms (222 ms at 20 ms). At 5 ms
     a new event waits at most 5 ms to start. Returns False where this Gradio has no such setting.
     """
-    queue = getattr(demo, "_queue", None)
-    if queue is None or not isinstance(getattr(queue, "sleep_when_free", None), float):
-        return False
-    queue.sleep_when_free = max(queue.sleep_when_free, seconds)
-    return True
+    return _interval_at_least(demo, "sleep_when_free", seconds)
 
 
 def send_progress_less_often(demo: gr.Blocks, seconds: float = PROGRESS_EVERY_S) -> bool:
@@ -65,10 +61,15 @@ def send_progress_less_often(demo: gr.Blocks, seconds: float = PROGRESS_EVERY_S)
     Its progress loop wakes up that often all the time, idle or not; a progress bar needs no more than this.
     Returns False where this Gradio has no such setting.
     """
+    return _interval_at_least(demo, "progress_update_sleep_when_free", seconds)
+
+
+def _interval_at_least(demo: gr.Blocks, attribute: str, seconds: float) -> bool:
+    """Raise one of the queue's loop intervals to at least ``seconds``; False where this Gradio lacks it."""
     queue = getattr(demo, "_queue", None)
-    if queue is None or not isinstance(getattr(queue, "progress_update_sleep_when_free", None), float):
+    if queue is None or not isinstance(getattr(queue, attribute, None), float):
         return False
-    queue.progress_update_sleep_when_free = max(queue.progress_update_sleep_when_free, seconds)
+    setattr(queue, attribute, max(getattr(queue, attribute), seconds))
     return True
 
 
