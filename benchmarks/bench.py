@@ -21,7 +21,7 @@ median of ``--runs`` runs, and every comparison is a ratio of figures measured i
 * restart: ``app.py`` started with weights, exports and gallery features on disk, to its first answer,
   against a process that only loads the weights; the app's peak resident memory.
 
-    .venv/bin/python benchmarks/bench.py                 # about 4 minutes on 2 cores
+    .venv/bin/python benchmarks/bench.py                 # about 5 minutes on 2 cores
     .venv/bin/python benchmarks/bench.py --quick         # fewer runs, no 100k search
     .venv/bin/python benchmarks/bench.py --json benchmarks/results.json
 
