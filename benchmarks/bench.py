@@ -81,7 +81,18 @@ def machine() -> dict:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         info["onnxruntime"] = None
+    info["server"] = server_stack()
     return info
+
+
+def server_stack() -> str:
+    """The event loop and HTTP parser Gradio's uvicorn picks here ("auto": uvloop and httptools when installed)."""
+    import importlib.util
+
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{loop}, {AutoHTTPProtocol.__name__.removesuffix('Protocol')}"
 
 
 def peak_gflops(runs: int, sizes: tuple[int, ...] = (2048, 4096)) -> float:
@@ -541,7 +552,8 @@ def _vm_hwm_mb(pid: int) -> float:
 def report(r: dict) -> str:
     m = r["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"onnxruntime {m['onnxruntime']}, Python {m['python']}; load at start {m['load_1min']:.2f}",
+             f"onnxruntime {m['onnxruntime']}, Python {m['python']}, server on {m['server']}; "
+             f"load at start {m['load_1min']:.2f}",
              f"Peak fp32 (2048² and 4096² matmul, best of {max(5, r['runs'])} each): {r['peak_gflops']:.1f} GFLOP/s", ""]
     engine = r["engine"]
     lines += [f"| model | GFLOP | eager | {engine} | speed-up | {engine} GFLOP/s | of peak |",
