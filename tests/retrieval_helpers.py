@@ -114,7 +114,8 @@ def subprocess_env(hf_home: Path) -> dict[str, str]:
 
 
 def retrieve_handlers(services) -> dict:
-    """The Retrieve tab's event handlers by function name (on_retrieve, on_metrics, on_upload, on_clear)."""
+    """The Retrieve tab's event handlers by function name (on_retrieve, on_metrics, on_upload, on_clear), as
+    Gradio calls them: the model events answer as Gradio sends them (see ``gallery_pairs``)."""
     import gradio as gr
 
     from senet_demo.ui import retrieve_tab
@@ -126,3 +127,8 @@ def retrieve_handlers(services) -> dict:
 
 def no_progress(*args, **kwargs) -> None:
     """Stands in for gr.Progress when a handler is called outside a Gradio event."""
+
+
+def gallery_pairs(answer: list[dict]) -> list[tuple[str, str]]:
+    """(file path, caption) of each item of a Gallery's answer as Gradio sends it."""
+    return [(item["image"]["path"], item["caption"]) for item in answer]

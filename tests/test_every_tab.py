@@ -48,11 +48,13 @@ def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_servi
     n_classify, n_retrieve = len(classify), len(retrieve)
     assert together[:n_classify][0] == classify[0]  # the ensemble's top-5
     assert together[n_classify + 1:n_classify + 1 + n_retrieve] == list(retrieve)  # the same hits and note
-    assert together[n_classify] == together[n_classify + 1 + n_retrieve] == str(image)  # both tabs show the image
+    # both tabs show the image (answers are as Gradio sends them: files as {"path": ...})
+    assert together[n_classify]["path"] == together[n_classify + 1 + n_retrieve]["path"] == str(image)
     explained = together[n_classify + 2 + n_retrieve:]
     assert explained[0] == explain[0]  # the block's formula and the text
-    assert explained[1].to_json() == explain[1].to_json()  # the excitation map
-    assert [caption for _, caption in explained[4]] == [caption for _, caption in explain[4]]  # the tiles
+    assert explained[1] == explain[1] and explained[1]["type"] == "plotly"  # the excitation map
+    assert [tile["caption"] for tile in explained[4]] == [tile["caption"] for tile in explain[4]]  # the tiles
+    assert len(explained[4]) == 8 and all(tile["caption"].startswith("ch ") for tile in explained[4])
 
 
 def test_a_tab_that_cannot_answer_says_why_and_the_others_still_do(tmp_path, resnet_name, senet_name):
@@ -65,7 +67,7 @@ def test_a_tab_that_cannot_answer_says_why_and_the_others_still_do(tmp_path, res
     n_classify = len(events["classify"].outputs)
     assert together[0]  # the ensemble answered
     gallery, note = together[n_classify + 1:n_classify + 3]
-    assert gallery is None and "gallery is empty" in note
+    assert gallery == [] and "gallery is empty" in note
     assert "SE_" in together[n_classify + 4]  # Explain answered too
 
 

@@ -7,7 +7,7 @@ from ..classify import ClassifyResult, classify
 from ..config import TTA_CHOICES
 from ..services import Services
 from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
-from .queue import inference
+from .model_events import listen
 
 TTA_LABELS = {"none": "none", "flip": "horizontal flip (2 views)", "tencrop": "ten-crop (10 views)"}
 
@@ -70,6 +70,6 @@ def build(services: Services) -> tuple[TabEvent, gr.Button]:
 
     inputs = [image, tta, *weights]
     outputs = [ensemble, summary, *member_labels]
-    button.click(on_classify, inputs, outputs, api_name="classify", **inference(services))
-    image.upload(on_classify, inputs, outputs, api_visibility="private", **inference(services))
+    listen(button.click, on_classify, inputs, outputs, services, api_name="classify")
+    listen(image.upload, on_classify, inputs, outputs, services, api_visibility="private")
     return TabEvent(on_classify, inputs, outputs), every_tab

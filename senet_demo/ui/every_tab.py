@@ -11,7 +11,7 @@ import gradio as gr
 
 from ..services import Services
 from .common import TabEvent, decode, user_errors
-from .queue import inference
+from .model_events import listen
 
 
 def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: TabEvent, services: Services) -> None:
@@ -27,9 +27,9 @@ def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: Tab
         explained = _or_message(explain, picture, settings[len(retrieve_settings):])
         return [*answer, image, *found, image, *explained]
 
-    button.click(on_every_tab, [*classify.inputs, *retrieve_settings, *explain_settings],
-                 [*classify.outputs, retrieve.inputs[0], *retrieve.outputs, explain.inputs[0], *explain.outputs],
-                 api_name="every_tab", **inference(services))
+    listen(button.click, on_every_tab, [*classify.inputs, *retrieve_settings, *explain_settings],
+           [*classify.outputs, retrieve.inputs[0], *retrieve.outputs, explain.inputs[0], *explain.outputs],
+           services, api_name="every_tab")
 
 
 def _or_message(tab: TabEvent, picture, settings) -> list:

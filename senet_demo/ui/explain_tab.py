@@ -18,7 +18,7 @@ from ..ensemble import model_view, top_k
 from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
 from ..services import Services
 from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
-from .queue import inference
+from .model_events import listen
 
 MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
 def no_se_text(name: str, se_models: list[str]) -> str:
@@ -208,10 +208,10 @@ def build(services: Services) -> TabEvent:
 
     explain_inputs = [image, model, block, picks, uploads, sample50, k]
     explain_outputs = [text, map_plot, channel_plot, depth_plot, tiles]
-    button.click(on_explain, explain_inputs, explain_outputs, api_name="explain", **inference(services))
-    fig6_button.click(on_figure6, [model, sample50], fig6_plot, api_name="figure6", **inference(services))
-    ablate_button.click(on_ablate, [image, model, ablate_choice], [before, after, ablate_text], api_name="ablate",
-                        **inference(services))
+    listen(button.click, on_explain, explain_inputs, explain_outputs, services, api_name="explain")
+    listen(fig6_button.click, on_figure6, [model, sample50], fig6_plot, services, api_name="figure6")
+    listen(ablate_button.click, on_ablate, [image, model, ablate_choice], [before, after, ablate_text], services,
+           api_name="ablate")
     upload_box.change(lambda files: list(files or []), upload_box, uploads, api_visibility="private")
     model.change(on_model_change, model,
                  [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,

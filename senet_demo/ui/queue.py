@@ -1,11 +1,11 @@
 """The Gradio queue for a full room: one shared pool for model-running events, a bounded queue.
 
-Every event that runs a model passes ``**inference(services)`` to its listener, so all of them, in
-every tab, share one concurrency group: at most ``QueueSettings.inference_workers`` forwards run at
-once across the whole app, and visitors beyond that wait in line and see their queue position (the
-status tracker of ``show_progress="full"``, Gradio's default, which no event here turns off). Cheap
-events keep Gradio's own group per event, with ``ui_concurrency`` as the default limit, so they never
-wait behind a forward.
+Every event that runs a model is registered by ``model_events.listen``, which passes
+``**inference(services)`` to its listener, so all of them, in every tab, share one concurrency group:
+at most ``QueueSettings.inference_workers`` forwards run at once across the whole app, and visitors
+beyond that wait in line and see their queue position (the status tracker of ``show_progress="full"``,
+Gradio's default, which no event here turns off). Cheap events keep Gradio's own group per event, with
+``ui_concurrency`` as the default limit, so they never wait behind a forward.
 """
 from __future__ import annotations
 

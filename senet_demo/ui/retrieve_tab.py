@@ -11,7 +11,7 @@ from ..search import GallerySearch, feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
 from .common import TabEvent, decode, display_name, image_input, user_errors
-from .queue import inference
+from .model_events import listen
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
                 "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
@@ -125,10 +125,9 @@ def build(services: Services) -> TabEvent:
             clear_button = gr.Button("Remove my images")
         upload_note = gr.Markdown()
 
-    button.click(on_retrieve, [image, feature, k, session], [results, note], api_name="retrieve",
-                 **inference(services))
-    metrics_button.click(on_metrics, [session], [metrics, metrics_note], api_name="retrieval_quality",
-                         **inference(services))
+    listen(button.click, on_retrieve, [image, feature, k, session], [results, note], services, api_name="retrieve")
+    listen(metrics_button.click, on_metrics, [session], [metrics, metrics_note], services,
+           api_name="retrieval_quality")
     add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private",
                      concurrency_id="uploads", concurrency_limit=services.config.queue.upload_concurrency)
     clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")

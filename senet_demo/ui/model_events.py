@@ -1,0 +1,88 @@
+"""How every model-running event is registered: in the shared inference pool, its outputs postprocessed in
+the handler's own thread.
+
+Gradio postprocesses each output of an event in a worker thread of its own, one hop there and back per
+output, and then checks and copies every file of the answer twice (once before storing the value in the
+session, once before sending it). On 2 cores each hop costs up to a millisecond, and the checks resolve
+every path against every allowed folder: about 20 ms of the Classify-Retrieve-Explain answer's 13 outputs.
+Registered by ``listen`` (``postprocess=False``, the handler wrapped by ``postprocessed``), an event runs
+each output component's own ``postprocess`` right after its handler, in the same thread, and Gradio checks
+and copies the files once. What reaches the browser is the same. Inputs keep Gradio's preprocessing: it
+reads the visitor's session's copy of a component whose choices an event changed (Explain's block list).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable
+
+import gradio as gr
+from gradio import processing_utils, utils
+from gradio.blocks import Block
+from gradio.components.gallery import GalleryData, GalleryImage
+from gradio.data_classes import GradioModel, GradioRootModel, ImageData
+from gradio_client.utils import get_mimetype, is_http_url_like
+from PIL import Image
+
+from ..services import Services
+from .queue import inference
+
+LOCAL_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # not .svg, not a video
+
+
+def listen(trigger: Callable, handler: Callable, inputs, outputs, services: Services, **listener):
+    """``trigger(handler, inputs, outputs, ...)`` (e.g. ``button.click``) as a model-running event."""
+    return trigger(postprocessed(handler, outputs), inputs, outputs, postprocess=False, **inference(services),
+                   **listener)
+
+
+def postprocessed(handler: Callable, outputs) -> Callable:
+    """``handler`` returning its outputs as Gradio sends them (for a listener with ``postprocess=False``)."""
+    components = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+
+    @functools.wraps(handler)  # keeps the signature Gradio reads (its gr.Progress argument)
+    def wrapper(*args, **kwargs):
+        values = handler(*args, **kwargs)
+        if not isinstance(outputs, (list, tuple)):
+            return serialised(components[0], values)
+        if len(values) != len(components):
+            raise ValueError(f"{handler.__name__} returned {len(values)} values for {len(components)} outputs")
+        return [serialised(component, value) for component, value in zip(components, values)]
+
+    return wrapper
+
+
+def serialised(component: gr.components.Component, value):
+    """What Gradio's own postprocessing makes of ``value`` for ``component``, before its file checks."""
+    if isinstance(value, Block):  # a component returned as an update, as Gradio reads it
+        value = {**value.constructor_args, "__type__": "update"}
+    if isinstance(value, dict) and value.get("__type__") == "update":
+        return {**value, "value": serialised(component, value["value"])} if "value" in value else value
+    result = gallery_data(component, value) if isinstance(component, gr.Gallery) else None
+    if result is None:
+        result = component.postprocess(value)
+    return result.model_dump() if isinstance(result, (GradioModel, GradioRootModel)) else result
+
+
+def gallery_data(gallery: gr.Gallery, value) -> GalleryData | None:
+    """``gallery.postprocess(value)`` for the galleries here, a list of (local image file or PIL image, caption),
+    made one item after the other: Gradio's own starts a pool of threads for each answer, which cost more than
+    the items on 2 cores. None for any other value (Gradio's own then makes it)."""
+    if not isinstance(value, list):
+        return None
+    items = []
+    for item in value:
+        media, caption = item if isinstance(item, (tuple, list)) else (item, None)
+        if isinstance(media, Image.Image):
+            path = processing_utils.save_pil_to_cache(media, cache_dir=gallery.GRADIO_CACHE, format=gallery.format)
+            image = ImageData(path=str(utils.abspath(path)))
+        elif isinstance(media, str) and _local_image(media):
+            image = ImageData(path=media, orig_name=Path(media).name, mime_type=get_mimetype(media))
+        else:
+            return None
+        items.append(GalleryImage(image=image, caption=caption))
+    return GalleryData(root=items)
+
+
+def _local_image(path: str) -> bool:
+    return not is_http_url_like(path) and Path(path).suffix.lower() in LOCAL_IMAGE_SUFFIXES
