@@ -217,6 +217,19 @@ def test_the_monitoring_summary_is_rebuilt_every_few_events_not_after_each(tmp_p
     assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 3
 
 
+def test_a_thread_waiting_for_the_gil_asks_for_it_after_a_millisecond(tmp_path, resnet_name, keep_torch_threads):
+    """A handler starting while the event loop runs Python waits at most this long (Python's own: 5 ms)."""
+    from senet_demo.ui.queue import GIL_SWITCH_INTERVAL_S
+
+    previous = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        build_demo(Services.create(make_config(tmp_path, [resnet_name])))
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S) and GIL_SWITCH_INTERVAL_S <= 0.001
+    finally:
+        sys.setswitchinterval(previous)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build; requirements.txt skips it there")
 def test_the_server_runs_on_uvloop_and_httptools(tmp_path, resnet_name, keep_torch_threads):
     """requirements.txt installs them and Gradio's uvicorn picks them itself: every request, and the queue's

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
 import gradio as gr
 import torch
@@ -22,6 +23,7 @@ INFERENCE_POOL = "inference"  # the concurrency_id shared by every model-running
 M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 QUEUE_POLL_S = 0.005  # how often the idle queue looks for a new event where queue_start cannot wake it (Gradio's own: every 1 ms)
 PROGRESS_EVERY_S = 0.05  # how often running events' progress is sent (Gradio's own: every 10 ms)
+GIL_SWITCH_INTERVAL_S = 0.001  # how long a thread waits for the GIL before asking for it (Python's own: 5 ms)
 MONITORING_SUMMARY_EVERY = 20  # events between Gradio's traffic-monitoring summaries (Gradio's own: every event)
 
 
@@ -95,10 +97,23 @@ def configure_queue(demo: gr.Blocks, services: Services) -> gr.Blocks:
     # N forwards at once, each with cores / N intra-op threads: together they use each core once
     # instead of N * cores threads spinning on the same cores.
     torch.set_num_threads(settings.threads_per_forward)
+    hand_over_the_gil_sooner()
     # api_open=False: Gradio's direct POST routes (/run/<api_name>) would otherwise skip the queue and its limits.
     demo.queue(default_concurrency_limit=settings.ui_concurrency, max_size=settings.max_size, api_open=False)
     quieten_queue(demo)
     return demo
+
+
+def hand_over_the_gil_sooner(seconds: float = GIL_SWITCH_INTERVAL_S) -> None:
+    """Let a thread that waits for the GIL ask for it after ``seconds`` instead of Python's 5 ms.
+
+    An event's handler starts in a worker thread just as the event loop answers the visitor's stream
+    request and sends the queue's messages; while the loop runs Python, the handler waits. In A/B runs
+    of two servers taking turns (21 classifications each, three times two), a classify's time beyond
+    its forwards was 3.6 ms shorter on average with 1 ms (5 pairs of 6). The forwards themselves run
+    outside the GIL, so this costs them nothing.
+    """
+    sys.setswitchinterval(seconds)
 
 
 def quieten_queue(demo: gr.Blocks) -> None:
