@@ -180,6 +180,15 @@ def test_explain_tab_shows_block_and_plot(page):
     depth.wait_for(timeout=30_000)
     assert "images differ by" in depth.inner_text()  # the second panel, below the means
     page.screenshot(path=str(ARTIFACTS / "explain-depth.png"), full_page=True)
+    page.get_by_role("tab", name="Top channels").click()
+    tiles = page.locator("#explain-tiles img")
+    tiles.first.wait_for(timeout=30_000)
+    page.wait_for_function("document.querySelectorAll('#explain-tiles img').length >= 8", timeout=30_000)
+    sources = tiles.evaluate_all("images => images.map(i => [i.getAttribute('src').slice(0, 23), i.naturalWidth])")
+    assert len(sources) == 8  # the 4 most and 4 least excited channels, sent inline
+    assert all(src == "data:image/jpeg;base64," and width == 224 for src, width in sources), sources
+    assert page.locator("#explain-tiles").get_by_text("(most)").count() >= 1
+    page.screenshot(path=str(ARTIFACTS / "explain-tiles.png"), full_page=True)
 
 
 def test_the_models_panel_reads_each_model_when_opened(page, tiny_senet):

@@ -1,10 +1,14 @@
 """Model events: outputs postprocessed in the handler's thread, exactly as Gradio's own postprocessing makes them."""
 from __future__ import annotations
 
+import base64
+import io
+
 import gradio as gr
 import numpy as np
 import plotly.graph_objects as go
 import pytest
+from PIL import Image
 
 from helpers import make_config, random_image
 from retrieval_helpers import make_gallery
@@ -29,15 +33,35 @@ def _gradio(component, value):
     return result.model_dump() if hasattr(result, "model_dump") else result
 
 
-def test_galleries_are_serialised_as_gradio_serialises_them(photos):
-    tiles = [random_image(64, 64, seed=10 + i) for i in range(3)]
+def test_gallery_files_are_serialised_as_gradio_serialises_them(photos):
     for gallery in (gr.Gallery(format="jpeg"), gr.Gallery()):
         for value in ([(p, f"label · 0.{i}") for i, p in enumerate(photos)],  # Retrieve's results
-                      [(tile, f"ch {i}") for i, tile in enumerate(tiles)],  # Explain's tiles
                       photos, [(photos[0], None)], [], None):
             assert serialised(gallery, value) == _gradio(gallery, value)
-    answer = serialised(gr.Gallery(format="jpeg"), [(tiles[0], "ch 0")])
-    assert answer[0]["image"]["path"].endswith(".jpeg") and answer[0]["caption"] == "ch 0"
+
+
+def test_images_the_app_makes_are_sent_inline_without_a_file(tmp_path, monkeypatch):
+    cache = tmp_path / "gradio-cache"
+    gallery = gr.Gallery(format="jpeg")
+    monkeypatch.setattr(gallery, "GRADIO_CACHE", str(cache))
+    ramp = np.linspace(0, 255, 64)[None, :, None] * np.ones((48, 1, 3))
+    tiles = [Image.fromarray(np.uint8(ramp if i % 2 else 255 - ramp) // (i + 1)) for i in range(3)]  # smooth, distinct
+    value = [(tile, f"ch {i}") for i, tile in enumerate(tiles)]
+    answer = serialised(gallery, value)
+    assert [item["caption"] for item in answer] == ["ch 0", "ch 1", "ch 2"]
+    for item, tile in zip(answer, tiles):
+        image = item["image"]
+        assert image["path"] is None and image["mime_type"] == "image/jpeg"
+        header, encoded = image["url"].split(",", 1)
+        assert header == "data:image/jpeg;base64"
+        sent = Image.open(io.BytesIO(base64.b64decode(encoded)))
+        assert sent.format == "JPEG" and sent.size == tile.size
+        pixels = np.asarray(sent, dtype=np.int16)
+        assert np.abs(pixels - np.asarray(tile, dtype=np.int16)).mean() < 3  # the same picture, up to JPEG's loss
+        assert all(np.abs(pixels - np.asarray(other, dtype=np.int16)).mean() > 20 for other in tiles if other is not tile)
+    assert not cache.exists()  # nothing written for Gradio to check, serve and later delete
+    gallery.postprocess(value)
+    assert len(list(cache.rglob("*.jpeg"))) == 3  # where Gradio's own postprocessing writes them
 
 
 def test_what_the_fast_gallery_path_does_not_know_is_left_to_gradio(photos):

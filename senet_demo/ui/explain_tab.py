@@ -190,7 +190,7 @@ def build(services: Services) -> TabEvent:
             with gr.Tab("Top channels"):
                 # JPEG: a third of WebP's encoding time for these small overlays, and they are photos
                 tiles = gr.Gallery(label="Most and least excited channels: the block's input maps", columns=4,
-                                   height="auto", format="jpeg")
+                                   height="auto", format="jpeg", elem_id="explain-tiles")
             with gr.Tab("Figure 6 (gallery)"):
                 gr.Markdown("Mean excitation per gallery category for the last SE block of each stage and every "
                             "block of the last stage, as in Figure 6 of the SENet paper. Computed once from the "
