@@ -90,8 +90,9 @@ def answer(app, endpoint: str, path: Path):
         return [entry["caption"] for entry in gallery]
     text, excitation_map, channel_plot, _depth_plot, tiles = outputs
     assert "SE blocks" in text
-    # the feature-map tiles are overlays on the picture itself (read from the server's cache, same machine)
-    overlays = [hashlib.sha256(Path(tile["image"]["path"]).read_bytes()).hexdigest() for tile in tiles]
+    # the feature-map tiles are overlays on the picture itself, sent inline as JPEG data URLs
+    assert all(tile["image"]["url"].startswith("data:image/jpeg;base64,") for tile in tiles)
+    overlays = [hashlib.sha256(tile["image"]["url"].encode()).hexdigest() for tile in tiles]
     return excitation_map["plot"], channel_plot["plot"], [tile["caption"] for tile in tiles], overlays
 
 
