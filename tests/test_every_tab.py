@@ -53,7 +53,7 @@ def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_servi
     explained = together[n_classify + 2 + n_retrieve:]
     assert explained[0] == explain[0]  # the block's formula and the text
     assert explained[1] == explain[1] and explained[1]["type"] == "plotly"  # the excitation map
-    assert [tile["caption"] for tile in explained[4]] == [tile["caption"] for tile in explain[4]]  # the tiles
+    assert explained[4] == explain[4]  # the tiles: captions and pictures (inline JPEG, the same bytes)
     assert len(explained[4]) == 8 and all(tile["caption"].startswith("ch ") for tile in explained[4])
 
 

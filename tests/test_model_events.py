@@ -1,6 +1,7 @@
 """Model events: outputs postprocessed in the handler's thread, exactly as Gradio's own postprocessing makes them."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 
@@ -66,35 +67,57 @@ def test_images_the_app_makes_are_sent_inline_without_a_file(tmp_path, monkeypat
 
 def test_what_the_fast_gallery_path_does_not_know_is_left_to_gradio(photos):
     gallery = gr.Gallery()
-    for value in ([("https://example.org/cat.jpg", "web")], [("clip.mp4", "video")], "not a list"):
+    for value in ([("https://example.org/cat.jpg", "web")], [("clip.mp4", "video")], "not a list",
+                  [(random_image(8, 8), "not for a JPEG gallery")]):  # gr.Gallery() writes WebP: inlining would change it
         assert gallery_data(gallery, value) is None
     web = [("https://example.org/cat.jpg", "web")]
     assert serialised(gallery, web) == _gradio(gallery, web)
 
 
-def test_other_outputs_are_serialised_as_gradio_serialises_them(photos):
+def test_an_answer_reaches_the_browser_as_gradios_own_postprocessing_sends_it(photos, tmp_path, resnet_name):
+    """The same answer through Gradio's postprocess_data: once as Gradio postprocesses it, once serialised
+    in the handler's thread (postprocess=False), which is what the browser receives."""
+    services = Services.create(make_config(tmp_path, [resnet_name]))
     figure = go.Figure(go.Heatmap(z=np.linspace(0, 1, 24).reshape(3, 8), colorscale="Viridis"))
-    cases = [
-        (gr.Label(num_top_classes=5), {"tabby": 0.7, "tiger cat": 0.2}),
-        (gr.Label(num_top_classes=5), None),
-        (gr.Markdown(), "| member | top-1 |\n|---|---|"),
-        (gr.Image(type="filepath"), photos[0]),
-        (gr.Dataframe(headers=["feature", "mAP"]), [["ensemble", 0.5]]),
-        (gr.Plot(), figure),
-        (gr.Plot(), None),
-    ]
-    for component, value in cases:
-        assert serialised(component, value) == _gradio(component, value), type(component).__name__
-    update = serialised(gr.Label(), gr.update(value={"cat": 1.0}, visible=True))
-    assert update["__type__"] == "update" and update["visible"] is True
-    assert update["value"] == _gradio(gr.Label(), {"cat": 1.0})
+
+    def answer():  # a new one for each call: Gradio's postprocessing takes an update's value out of it
+        return [{"tabby": 0.7, "tiger cat": 0.2, "lynx": 0.1}, "| member | top-1 |\n|---|---|", photos[0],
+                [(p, f"label · 0.{i}") for i, p in enumerate(photos)], figure, [["ensemble", 0.5]],
+                gr.update(value={"cat": 0.6, "dog": 0.3, "fox": 0.1}, num_top_classes=2), None]
+
+    with gr.Blocks() as demo:
+        outputs = [gr.Label(num_top_classes=5), gr.Markdown(), gr.Image(type="filepath"), gr.Gallery(), gr.Plot(),
+                   gr.Dataframe(headers=["feature", "mAP"]), gr.Label(num_top_classes=5), gr.Plot()]
+        gr.Button().click(answer, None, outputs)
+        listen(gr.Button().click, answer, None, outputs, services)
+    gradios, ours = demo.fns.values()
+    assert gradios.postprocess is True and ours.postprocess is False
+    sent_by_gradio = asyncio.run(demo.postprocess_data(gradios, gradios.fn(), None))
+    sent_by_us = asyncio.run(demo.postprocess_data(ours, ours.fn(), None))
+    assert sent_by_us == sent_by_gradio
+    assert len(sent_by_us[6]["value"]["confidences"]) == 2  # the update's own num_top_classes
+
+
+def test_a_single_output_is_one_value_even_in_a_list(photos):
+    assert postprocessed(lambda: "one", gr.Markdown())() == "one"
+    assert postprocessed(lambda: [(photos[0], "me")], [gr.Gallery()])() == _gradio(gr.Gallery(), [(photos[0], "me")])
 
 
 def test_a_handler_with_the_wrong_number_of_answers_is_an_error():
     outputs = [gr.Markdown(), gr.Markdown()]
-    with pytest.raises(ValueError, match="returned 1 values for 2 outputs"):
+    with pytest.raises(ValueError, match="must return 2 values"):
         postprocessed(lambda: ["only one"], outputs)()
-    assert postprocessed(lambda: "one", gr.Markdown())() == "one"  # a single output is not a list
+    with pytest.raises(ValueError, match="must return 2 values"):
+        postprocessed(lambda: gr.skip(), outputs)()  # Gradio's one skip for every output is not used here
+
+
+def test_an_answer_that_cannot_be_serialised_is_a_readable_error(caplog):
+    def broken():
+        return object()  # no Label can show this
+
+    with pytest.raises(gr.Error, match="Something went wrong preparing the answer .* still running"):
+        postprocessed(broken, gr.Label())()
+    assert "Serialising the answer of broken failed" in caplog.text
 
 
 def test_the_wrapper_keeps_the_handlers_progress_argument():
@@ -120,6 +143,8 @@ def test_every_model_event_is_postprocessed_in_its_handlers_thread(app):
     names = {fn.api_name for fn in model_events}
     assert {"classify", "retrieve", "explain", "every_tab", "figure6", "ablate", "retrieval_quality"} <= names
     assert all(fn.postprocess is False for fn in model_events)
+    wrapper_code = postprocessed(lambda: None, []).__code__
+    assert all(fn.fn.__code__ is wrapper_code for fn in model_events)  # they serialise their own answers
 
 
 def test_a_listener_registered_by_listen_answers_as_gradio_would(app, tmp_path):

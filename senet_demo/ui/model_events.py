@@ -14,10 +14,12 @@ visitor's session's copy of a component whose choices an event changed (Explain'
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Callable
 
 import gradio as gr
+from gradio import utils
 from gradio.blocks import Block
 from gradio.components.gallery import GalleryData, GalleryImage
 from gradio.data_classes import GradioModel, GradioRootModel, ImageData
@@ -27,6 +29,8 @@ from PIL import Image
 
 from ..services import Services
 from .queue import inference
+
+log = logging.getLogger(__name__)
 
 LOCAL_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # not .svg, not a video
 
@@ -38,17 +42,29 @@ def listen(trigger: Callable, handler: Callable, inputs, outputs, services: Serv
 
 
 def postprocessed(handler: Callable, outputs) -> Callable:
-    """``handler`` returning its outputs as Gradio sends them (for a listener with ``postprocess=False``)."""
-    components = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    """``handler`` returning its outputs as Gradio sends them (for a listener with ``postprocess=False``).
+
+    The handler returns one value per output (a list or tuple), or the value itself for a single output, as
+    the handlers here do; Gradio's other forms (a dict by component, one ``gr.skip()`` for every output) are
+    refused. Each value is postprocessed by the app's component, or, for an update with properties, by a
+    copy with them, as Gradio does; no event here changes a model event's output component for one visitor.
+    """
+    components = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
 
     @functools.wraps(handler)  # keeps the signature Gradio reads (its gr.Progress argument)
     def wrapper(*args, **kwargs):
         values = handler(*args, **kwargs)
-        if not isinstance(outputs, (list, tuple)):
-            return serialised(components[0], values)
-        if len(values) != len(components):
-            raise ValueError(f"{handler.__name__} returned {len(values)} values for {len(components)} outputs")
-        return [serialised(component, value) for component, value in zip(components, values)]
+        if len(components) == 1:
+            values = [values]
+        elif not isinstance(values, (list, tuple)) or len(values) != len(components):
+            raise ValueError(f"{handler.__name__} must return {len(components)} values, one per output")
+        try:
+            answer = [serialised(component, value) for component, value in zip(components, values)]
+        except Exception as err:  # as Gradio's own postprocessing would, the server keeps serving
+            log.exception("Serialising the answer of %s failed", handler.__name__)
+            raise gr.Error(f"Something went wrong preparing the answer ({type(err).__name__}). "
+                           "The server is still running; try again.") from err
+        return answer[0] if len(components) == 1 else answer
 
     return wrapper
 
@@ -57,8 +73,13 @@ def serialised(component: gr.components.Component, value):
     """What Gradio's own postprocessing makes of ``value`` for ``component``, before its file checks."""
     if isinstance(value, Block):  # a component returned as an update, as Gradio reads it
         value = {**value.constructor_args, "__type__": "update"}
-    if isinstance(value, dict) and value.get("__type__") == "update":
-        return {**value, "value": serialised(component, value["value"])} if "value" in value else value
+    if utils.is_prop_update(value):
+        if "value" not in value:
+            return value
+        properties = {k: v for k, v in value.items() if k not in ("value", "__type__")}
+        if properties:  # the value is shown by a component with these properties
+            component = type(component)(**{**component.constructor_args, **properties, "render": False})
+        return {**value, "value": serialised(component, value["value"])}
     result = gallery_data(component, value) if isinstance(component, gr.Gallery) else None
     if result is None:
         result = component.postprocess(value)
@@ -68,8 +89,8 @@ def serialised(component: gr.components.Component, value):
 def gallery_data(gallery: gr.Gallery, value) -> GalleryData | None:
     """The galleries here, a list of (local image file or PIL image, caption), made one item after the other:
     Gradio's own postprocessing starts a pool of threads for each answer, which cost more than the items on
-    2 cores. A file is sent as Gradio sends it. An image the app made (Explain's tiles) is sent inline, as a
-    JPEG data URL (which Gradio's ImageData allows): Gradio would write it to a file of its own, check its
+    2 cores. A file is sent as Gradio sends it. An image the app made for a JPEG gallery (Explain's tiles)
+    is sent inline, as a JPEG data URL (which Gradio's ImageData allows): Gradio would write it to a file of its own, check its
     path twice and have the browser fetch it, about 1.5 ms per tile here. None for any other value
     (Gradio's own postprocessing then makes it)."""
     if not isinstance(value, list):
@@ -77,8 +98,9 @@ def gallery_data(gallery: gr.Gallery, value) -> GalleryData | None:
     items = []
     for item in value:
         media, caption = item if isinstance(item, (tuple, list)) else (item, None)
-        if isinstance(media, Image.Image):
-            image = ImageData(url=encode_image_to_base64(media.convert("RGB")), mime_type="image/jpeg")
+        if isinstance(media, Image.Image) and gallery.format.lower() in ("jpeg", "jpg"):
+            picture = media if media.mode == "RGB" else media.convert("RGB")
+            image = ImageData(url=encode_image_to_base64(picture), mime_type="image/jpeg")
         elif isinstance(media, str) and _local_image(media):
             image = ImageData(path=media, orig_name=Path(media).name, mime_type=get_mimetype(media))
         else:

@@ -111,7 +111,8 @@ def hand_over_the_gil_sooner(seconds: float = GIL_SWITCH_INTERVAL_S) -> None:
     request and sends the queue's messages; while the loop runs Python, the handler waits. In A/B runs
     of two servers taking turns (21 classifications each, three times two), a classify's time beyond
     its forwards was 3.6 ms shorter on average with 1 ms (5 pairs of 6). The forwards themselves run
-    outside the GIL, so this costs them nothing.
+    outside the GIL, so this costs them nothing. It is a setting of the whole process (as the torch
+    threads above are), made when the app is built.
     """
     sys.setswitchinterval(seconds)
 
