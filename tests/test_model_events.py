@@ -118,6 +118,15 @@ def test_an_answer_that_cannot_be_serialised_is_a_readable_error(caplog):
     with pytest.raises(gr.Error, match="Something went wrong preparing the answer .* still running"):
         postprocessed(broken, gr.Label())()
     assert "Serialising the answer of broken failed" in caplog.text
+    strict = gr.Markdown()
+
+    def refuse(value):
+        raise gr.Error("This text cannot be shown.")
+
+    strict.postprocess = refuse
+    with pytest.raises(gr.Error) as refused:
+        postprocessed(lambda: "text", strict)()
+    assert refused.value.message == "This text cannot be shown."  # a component's own message stays its own
 
 
 def test_the_wrapper_keeps_the_handlers_progress_argument():

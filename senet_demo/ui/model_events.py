@@ -60,6 +60,8 @@ def postprocessed(handler: Callable, outputs) -> Callable:
             raise ValueError(f"{handler.__name__} must return {len(components)} values, one per output")
         try:
             answer = [serialised(component, value) for component, value in zip(components, values)]
+        except gr.Error:
+            raise
         except Exception as err:  # as Gradio's own postprocessing would, the server keeps serving
             log.exception("Serialising the answer of %s failed", handler.__name__)
             raise gr.Error(f"Something went wrong preparing the answer ({type(err).__name__}). "
@@ -90,9 +92,9 @@ def gallery_data(gallery: gr.Gallery, value) -> GalleryData | None:
     """The galleries here, a list of (local image file or PIL image, caption), made one item after the other:
     Gradio's own postprocessing starts a pool of threads for each answer, which cost more than the items on
     2 cores. A file is sent as Gradio sends it. An image the app made for a JPEG gallery (Explain's tiles)
-    is sent inline, as a JPEG data URL (which Gradio's ImageData allows): Gradio would write it to a file of its own, check its
-    path twice and have the browser fetch it, about 1.5 ms per tile here. None for any other value
-    (Gradio's own postprocessing then makes it)."""
+    is sent inline, as a JPEG data URL (which Gradio's ImageData allows): Gradio would write it to a file of
+    its own, check its path twice and have the browser fetch it, about 1.5 ms per tile here. None for any
+    other value (Gradio's own postprocessing then makes it)."""
     if not isinstance(value, list):
         return None
     items = []
