@@ -188,7 +188,8 @@ def build(services: Services) -> TabEvent:
             with gr.Tab("Depth profile"):
                 depth_plot = gr.Plot(label="Depth profile")
             with gr.Tab("Top channels"):
-                # JPEG: a third of WebP's encoding time for these small overlays, and they are photos
+                # JPEG: a third of WebP's encoding time for these small overlays, which are photos and are
+                # sent inline as JPEG data URLs (model_events.gallery_data)
                 tiles = gr.Gallery(label="Most and least excited channels: the block's input maps", columns=4,
                                    height="auto", format="jpeg", elem_id="explain-tiles")
             with gr.Tab("Figure 6 (gallery)"):

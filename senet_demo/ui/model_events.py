@@ -27,12 +27,11 @@ from gradio.image_utils import encode_image_to_base64
 from gradio_client.utils import get_mimetype, is_http_url_like
 from PIL import Image
 
+from ..gallery import IMAGE_SUFFIXES
 from ..services import Services
 from .queue import inference
 
 log = logging.getLogger(__name__)
-
-LOCAL_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # not .svg, not a video
 
 
 def listen(trigger: Callable, handler: Callable, inputs, outputs, services: Services, **listener):
@@ -112,4 +111,4 @@ def gallery_data(gallery: gr.Gallery, value) -> GalleryData | None:
 
 
 def _local_image(path: str) -> bool:
-    return not is_http_url_like(path) and Path(path).suffix.lower() in LOCAL_IMAGE_SUFFIXES
+    return not is_http_url_like(path) and Path(path).suffix.lower() in IMAGE_SUFFIXES  # not .svg, not a video
