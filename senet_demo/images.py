@@ -4,7 +4,8 @@ Everything a visitor sends goes through ``load_image``: size limits are checked
 before and after decoding (decompression bombs), EXIF orientation is applied,
 and palette, grayscale, CMYK, 16-bit and alpha images all become 8-bit RGB,
 with transparency composited on white; the file's metadata (EXIF, GPS,
-comments) is dropped. Failures raise ``ImageError`` whose
+comments) is dropped. A picture larger than the models need is decoded at a working
+size (``WORKING_SIDE``). Failures raise ``ImageError`` whose
 message is safe to show to the visitor: it names the file when there is one,
 says what is wrong (for a file that is not a photo, what it looks like) and
 what to do about it.
@@ -25,6 +26,10 @@ BACKGROUND = (255, 255, 255)
 # Photo formats only: Pillow's other plugins include EPS, which runs Ghostscript on the visitor's file.
 DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO files
 READABLE = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+# The shorter side a decoded picture keeps at least: the default models resize it to 256 px, and few of timm's
+# ImageNet models to more than 600. A 12-megapixel phone photo is decoded at 1008×756 instead of 4032×3024,
+# which makes its decoding, hashing and resizing about 10 times faster.
+WORKING_SIDE = 640
 
 
 class ImageError(ValueError):
@@ -34,7 +39,9 @@ class ImageError(ValueError):
 def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Image.Image:
     """Decode ``source`` (path, bytes, PIL image or HxW[xC] array) into an RGB image.
 
-    ``name`` is how messages call the file; a path's own file name by default.
+    A picture whose shorter side is at least twice ``WORKING_SIDE`` comes back reduced by a whole factor
+    (an average over each block of pixels), its shorter side still ``WORKING_SIDE`` or more; a JPEG is
+    reduced while it is decoded. ``name`` is how messages call the file; a path's own file name by default.
     """
     if source is None:
         raise ImageError("No image given. Upload a photo or pick an example.")
@@ -52,10 +59,17 @@ def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Im
         rgb = to_rgb(ImageOps.exif_transpose(image))
     except Exception as err:  # e.g. a broken EXIF block or palette
         raise _error(name, f"could not be decoded ({err}); re-save it as JPEG or PNG and try again") from err
+    rgb = to_working_size(rgb)
     # Pixels only: the file's EXIF (camera, GPS position…), comments and profiles would otherwise travel
     # with every image derived from it, into the files the app serves back.
     rgb.info = {}
     return rgb
+
+
+def to_working_size(image: Image.Image) -> Image.Image:
+    """``image`` reduced by the largest whole factor that keeps its shorter side at ``WORKING_SIDE`` or more."""
+    factor = min(image.size) // WORKING_SIDE
+    return image.reduce(factor) if factor >= 2 else image
 
 
 def shown_name(name: str | None) -> str | None:
@@ -112,6 +126,7 @@ def _open(source, limits: Limits, name: str | None) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
         _check_pixels(image.size, limits, name)  # from the header, before any pixel is decoded
+        image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale; others ignore it
         image.load()
     except ImageError:
         raise

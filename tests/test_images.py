@@ -9,7 +9,7 @@ from PIL import Image
 
 from helpers import encode, random_image
 from senet_demo.config import Limits
-from senet_demo.images import ImageError, content_hash, load_image
+from senet_demo.images import WORKING_SIDE, ImageError, content_hash, load_image
 
 WHITE = (255, 255, 255)
 
@@ -237,7 +237,7 @@ def test_decompression_bomb_is_refused_before_decoding():
     assert len(bomb) < 50_000
     with pytest.raises(ImageError, match=r"too many pixels: 3,000×3,000 = 9,000,000 > 1,000,000"):
         load_image(bomb, Limits(max_image_pixels=1_000_000))
-    assert load_image(bomb, Limits(max_image_pixels=9_000_000)).size == (3000, 3000)
+    assert load_image(bomb, Limits(max_image_pixels=9_000_000)).size == (750, 750)  # accepted, at working size
 
 
 def test_pixel_limit_applies_to_pil_and_array_inputs():
@@ -263,6 +263,51 @@ def test_too_small_image():
     with pytest.raises(ImageError, match="too small: 7×100 px; each side needs at least 8 px"):
         load_image(encode(Image.new("RGB", (7, 100)), "PNG"))
     assert load_image(encode(Image.new("RGB", (8, 8)), "PNG")).size == (8, 8)
+
+
+# ---------------------------------------------------------------- working size
+
+
+def smooth_picture(width: int, height: int) -> Image.Image:
+    """A large picture that still compresses like a photo (random pixels would not)."""
+    return random_image(146, 110).resize((width, height), Image.BICUBIC)
+
+
+@pytest.mark.parametrize("size, fmt, expected", [
+    ((4032, 3024), "JPEG", (1008, 756)),  # a phone photo: decoded at 1/4 scale
+    ((4032, 3024), "PNG", (1008, 756)),  # decoded whole, then averaged over 4×4 blocks
+    ((3024, 4032), "WEBP", (756, 1008)),
+    ((1280, 1500), "PNG", (640, 750)),  # just twice the working side
+    ((1279, 2000), "JPEG", (1279, 2000)),  # less than twice: as it is
+    ((200, 150), "JPEG", (200, 150)),
+])
+def test_a_large_picture_is_decoded_at_working_size(size, fmt, expected):
+    result = load_image(encode(smooth_picture(*size), fmt, quality=92) if fmt != "PNG" else encode(smooth_picture(*size), fmt))
+    assert result.size == expected
+    assert min(result.size) >= min(WORKING_SIDE, *size)
+
+
+def test_the_working_size_is_an_average_over_blocks_of_pixels():
+    picture = smooth_picture(2000, 1300)
+    result = np.asarray(load_image(encode(picture, "PNG")), dtype=np.float64)
+    blocks = np.asarray(picture, dtype=np.float64).reshape(650, 2, 1000, 2, 3).mean(axis=(1, 3))
+    assert result.shape == (650, 1000, 3)
+    assert np.abs(result - blocks).max() <= 1.0  # rounding only
+    # A picture given in memory is reduced the same way, and left as it was.
+    before = picture.tobytes()
+    assert np.array_equal(np.asarray(load_image(picture)), result)
+    assert picture.tobytes() == before
+
+
+def test_a_rotated_phone_photo_is_decoded_at_working_size_and_upright():
+    picture = smooth_picture(4032, 3024)
+    picture.paste((255, 0, 0), (0, 0, 2016, 3024))  # left half red
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90° clockwise: the red half on top
+    result = load_image(encode(picture, "JPEG", exif=exif, quality=92))
+    assert result.size == (756, 1008)
+    assert close(result.getpixel((378, 100)), (255, 0, 0), tol=12)
+    assert not close(result.getpixel((378, 900)), (255, 0, 0), tol=60)
 
 
 # ---------------------------------------------------------------- content hash
