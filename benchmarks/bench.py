@@ -13,7 +13,8 @@ median of ``--runs`` runs, and every comparison is a ratio of figures measured i
 * the app's classify request through the Gradio API against the bare forward passes (the app's overhead):
   ``app.py`` runs in a process of its own, as on a Space, and is called the way a browser calls it; the bare
   forwards run in another process, in turns with the requests; the same forwards as the app times them
-  inside the server; and an event with the same inputs and outputs whose handler does nothing;
+  inside the server; and an event with the same inputs and outputs whose handler does nothing; the same
+  classify of 12-megapixel phone photos (the gallery's photos enlarged, as JPEGs);
 * one image through Classify, Retrieve and Explain, against one classify: for the app in one request (the
   Classify tab's "Classify, retrieve and explain") and as a request per tab, and for a naive baseline
   written here (a separate forward per tab with a freshly built transform);
@@ -123,6 +124,25 @@ def photos(count: int) -> list[Path]:
     items = scan(GALLERY_DIR)
     step = max(1, len(items) // count)
     return [item.path for item in items[::step][:count]]
+
+
+PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone camera
+
+
+def phone_photos(count: int, work_dir: Path) -> list[Path]:
+    """``count`` of the gallery's photos at a phone camera's size, as JPEGs (made once, kept in ``work_dir``)."""
+    from PIL import Image
+
+    folder = work_dir / "phone-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, source in enumerate(photos(count)):
+        path = folder / f"{i:02d}-{source.stem}.jpg"
+        if not path.is_file():
+            with Image.open(source) as image:
+                image.convert("RGB").resize(PHONE_SIZE, Image.BICUBIC).save(path, "JPEG", quality=92)
+        paths.append(path)
+    return paths
 
 
 # ----------------------------------------------------------------------------------------------- models
@@ -576,6 +596,11 @@ def report(r: dict) -> str:
               f"{o['server_forwards_s'] / o['bare_forwards_s']:.2f}× the bare forwards |",
               f"| an event with the classify's inputs and outputs whose handler does nothing (Gradio alone) | "
               f"{o['noop_event_s'] * 1e3:.0f} ms | {o['noop_event_s'] / o['bare_forwards_s']:.2f}× the bare forwards |"]
+    if "phone_photo" in r:
+        p = r["phone_photo"]
+        lines.append(f"| classify of a {PHONE_SIZE[0]}×{PHONE_SIZE[1]} phone photo (JPEG) through the Gradio API | "
+                     f"{p['api_classify_s'] * 1e3:.0f} ms | {p['api_classify_s'] / p['bare_forwards_s']:.2f}× the bare "
+                     f"forwards ({p['bare_forwards_s'] * 1e3:.0f} ms) |")
     t, n = r["three_tabs"], r["naive"]
     lines += [f"| Classify + Retrieve + Explain, app, one request | {t['every_tab_s'] * 1e3:.0f} ms | **{t['every_tab_s'] / t['classify_s']:.2f}×** one classify ({t['classify_s'] * 1e3:.0f} ms) |",
               f"| Classify + Retrieve + Explain, app, a request per tab | {t['three_tabs_s'] * 1e3:.0f} ms | **{t['three_tabs_s'] / t['classify_s']:.2f}×** one classify |",
@@ -681,10 +706,11 @@ def main(argv=None) -> int:
             client.predict(api, pool[-1])
         with BareForwards(args, specs, args.engine) as bare:
             results["app_overhead"] = app_overhead(client, bare, pool[:2 * runs], runs)
+            results["phone_photo"] = app_overhead(client, bare, phone_photos(2 * runs, args.work_dir), runs)
         results["three_tabs"] = three_tabs(client, pool[4 * runs:8 * runs], runs)
     results["app_overhead"]["noop_event_s"] = noop_event(pool[8 * runs:9 * runs + 3], runs)
     results["naive"] = run_child("naive", args, specs)
-    print(json.dumps({k: results[k] for k in ("app_overhead", "three_tabs", "naive")}), flush=True)
+    print(json.dumps({k: results[k] for k in ("app_overhead", "phone_photo", "three_tabs", "naive")}), flush=True)
 
     results["gallery_build"] = run_child("gallery", args, specs, args.engine)
     results["search"] = search_latency([1_000] if args.quick else [1_000, 100_000], runs=30)
