@@ -13,6 +13,7 @@ from PIL import Image
 from .config import SpecError
 from .engine import Engine
 from .ensemble import Prediction, combine, top_k
+from .images import content_hash
 from .models import ModelLoadError
 from .weights import WeightsNotFound
 
@@ -78,12 +79,13 @@ def classify(
     weights = weights or {}
     members, probs, labels, reference = [], {}, None, None
     notes = []
+    digest = content_hash(image)
     for name in names:
         member = MemberResult(name=name, weight=float(weights.get(name, 1.0)))
         members.append(member)
         try:
             loaded = engine.registry.get(name)
-            outputs = engine.run(name, image, tta)
+            outputs = engine.run(name, image, tta, digest)
         except (WeightsNotFound, ModelLoadError, SpecError) as err:
             member.error = str(err)
             continue

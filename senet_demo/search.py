@@ -15,6 +15,7 @@ from PIL import Image
 
 from .engine import LRUCache
 from .gallery import GalleryItem
+from .images import content_hash
 from .retrieval import ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out
 from .services import Services
 
@@ -50,7 +51,8 @@ class GallerySearch:
 
     def query_vector(self, image: Image.Image, feature: str) -> np.ndarray:
         engine = self.services.engine
-        outputs = {name: [engine.run(name, image)] for name in self._members(feature)}
+        digest = content_hash(image)
+        outputs = {name: [engine.run(name, image, digest=digest)] for name in self._members(feature)}
         return feature_matrix(outputs, feature, self.weights)[0]
 
     def search(self, image: Image.Image, items: list[GalleryItem], feature: str = ENSEMBLE, k: int = 5,

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import LABELS, make_config, pickle_trap
+from helpers import LABELS, make_config, pickle_trap, random_image
 from senet_demo.__main__ import main
 from senet_demo.classify import classify
 from senet_demo.ensemble import top_k
@@ -54,6 +54,28 @@ def test_ensemble_is_the_mean_of_the_members(tiny_services, resnet_name, senet_n
         assert member.top == top_k(own, LABELS, 5)
     assert result.agree == (result.members[0].top[0].index == result.members[1].top[0].index)
     assert result.note == ""
+
+
+def test_the_image_is_hashed_once_for_all_members(tiny_services, monkeypatch):
+    """The members' cache keys share one content hash of the image (4 ms for a phone photo at working size)."""
+    import senet_demo.classify as classify_module
+    import senet_demo.engine as engine_module
+    from senet_demo.images import content_hash
+
+    hashed = []
+
+    def counting(image):
+        hashed.append(image)
+        return content_hash(image)
+
+    monkeypatch.setattr(classify_module, "content_hash", counting)
+    monkeypatch.setattr(engine_module, "content_hash", counting)
+    image = random_image(90, 70, seed=7)  # new to the engine's cache
+    before = tiny_services.engine.forward_passes
+    result = classify(tiny_services.engine, image)
+    assert len(result.members) == 2 and tiny_services.engine.forward_passes == before + 2
+    assert hashed == [image]
+    assert all(m.cached for m in classify(tiny_services.engine, image.copy()).members)  # same pixels: the cache
 
 
 def test_member_weights(tiny_services, resnet_name, senet_name, photo):
