@@ -20,7 +20,7 @@ import numpy as np
 
 from .engine import Engine, LRUCache, Outputs
 from .excitation import figure6_blocks
-from .images import ImageError, load_image
+from .images import WORKING_SIDE, ImageError, load_image
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ class FeatureStore:
     ) -> dict[str, Outputs]:
         """Outputs by file digest for every decodable item, computing (batched) and storing only the missing ones."""
         key = self.engine.registry.get(model_name).key
-        folder = self.cache_dir / _safe_name(key)
+        # Stored features hold for these weights and for pictures decoded at this working size.
+        folder = self.cache_dir / _safe_name(f"{key}@{WORKING_SIDE}px")
         kept = self.kept_excitations(model_name)
         results: dict[str, Outputs] = {}
         missing = []

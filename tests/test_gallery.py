@@ -95,6 +95,24 @@ def test_restart_reuses_the_stored_features(tmp_path, tiny, gallery):
     assert np.array_equal(np.stack(probs), np.stack([o.probs for o in first.features.outputs(name, items)]))
 
 
+def test_stored_features_are_kept_per_working_size(tmp_path, tiny, gallery, monkeypatch):
+    """Features stored for pictures decoded at another working size are not served: they are recomputed."""
+    import senet_demo.gallery as gallery_module
+
+    cache = tmp_path / "features"
+    items = scan(gallery)
+    embeddings(services_for(spec_for(tiny[0]), tmp_path, gallery, cache), items)
+    (folder,) = [p for p in cache.iterdir() if p.is_dir()]
+    assert folder.name.endswith(f"@{gallery_module.WORKING_SIDE}px")
+
+    monkeypatch.setattr(gallery_module, "WORKING_SIDE", gallery_module.WORKING_SIDE * 2)
+    other = services_for(spec_for(tiny[0]), tmp_path, gallery, cache)
+    counter = BatchCounter(other.engine)
+    embeddings(other, items)
+    assert len(counter.images) == len(items)
+    assert len([p for p in cache.iterdir() if p.is_dir()]) == 2
+
+
 def test_adding_one_image_embeds_only_that_image(tmp_path, tiny, gallery):
     cache = tmp_path / "features"
     running = services_for(spec_for(tiny[0]), tmp_path, gallery, cache)
