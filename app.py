@@ -61,6 +61,10 @@ def main(argv=None) -> None:
         config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     except ValueError as err:  # a SPEC, an engine or an environment setting that cannot be used
         raise SystemExit(f"app.py: error: {err}") from None
+    if config.engine != "torch":  # a setting of this process, before any session opens
+        from senet_demo.onnx_backend import share_one_thread_pool
+
+        share_one_thread_pool(config.queue.threads_per_forward)
     services = Services.create(config)
     services.preload()  # models with weights on disk load while the server starts
     demo = build_demo(services)

@@ -315,12 +315,16 @@ class BareForwards:
 
 
 def _services(specs: list[str], engine: str, work_dir: Path):
+    """The app's services in this (child) process, its engine set up as ``app.py`` sets it up."""
     from senet_demo.config import GALLERY_DIR, AppConfig
+    from senet_demo.onnx_backend import share_one_thread_pool
     from senet_demo.services import Services
 
-    return Services.create(AppConfig.from_specs(specs, offline=True, weights_dir=work_dir / "weights",
-                                                gallery_dir=GALLERY_DIR, feature_cache_dir=work_dir / "features",
-                                                engine=engine))
+    config = AppConfig.from_specs(specs, offline=True, weights_dir=work_dir / "weights", gallery_dir=GALLERY_DIR,
+                                  feature_cache_dir=work_dir / "features", engine=engine)
+    if engine != "torch":
+        share_one_thread_pool(config.queue.threads_per_forward)
+    return Services.create(config)
 
 
 def app_overhead(client: BrowserProtocolClient, bare: "BareForwards", images: list[Path], runs: int,

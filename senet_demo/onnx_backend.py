@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -39,17 +40,70 @@ def missing_packages() -> str | None:
     return None
 
 
+_shared_pool_threads: list[int] = []  # the intra-op threads of the one pool this process's sessions share, once set
+_shared_pool_lock = threading.Lock()
+
+
+def share_one_thread_pool(threads: int) -> bool:
+    """Run every ONNX Runtime session of this process in one pool of ``threads`` intra-op threads.
+
+    For a process that serves the app (``app.py``, and the benchmark's copies of its engine). ONNX Runtime
+    gives each session a pool of its own otherwise; the ensemble's two sessions run back to back, and their
+    forwards took 237 ms on 2 cores with a pool each, 206 ms with one pool (two processes taking turns).
+    A setting of the whole process, made before any session opens: from then on ONNX Runtime refuses a
+    session with a pool of its own in this process. A one-node session checks that the pool is there;
+    returns False (sessions keep a pool each) where it is not, or where ONNX Runtime is not installed.
+    """
+    if missing_packages():
+        return False
+    import onnxruntime as ort
+
+    with _shared_pool_lock:
+        if not _shared_pool_threads:
+            try:
+                ort.set_global_thread_pool_sizes(max(1, threads), 1)
+                _open_in_the_shared_pool(_one_node_graph())
+            except Exception as err:  # e.g. ONNX Runtime's environment was made without the pool
+                log.warning("ONNX Runtime sessions keep a thread pool each: %s", err)
+                return False
+            _shared_pool_threads.append(max(1, threads))
+    return True
+
+
+def _one_node_graph() -> bytes:
+    from onnx import TensorProto, helper
+
+    value = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", value[:1], value[1:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ox.OPSET)])
+    model.ir_version = 8  # what ONNX Runtime reads for this opset, whatever the onnx package writes by default
+    return model.SerializeToString()
+
+
+def _open_in_the_shared_pool(graph: bytes):
+    """A session in the shared pool; the first one also makes ONNX Runtime's environment, with the pool."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.use_per_session_threads = False
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
 def session_options(threads: int):
-    """All graph optimisations, ``threads`` intra-op threads (the same share of the CPUs a PyTorch forward gets)."""
+    """All graph optimisations, ``threads`` intra-op threads (the same share of the CPUs a PyTorch forward
+    gets), or the process's shared pool where ``share_one_thread_pool`` set one up (sized the same way)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = max(1, threads)
-    # No busy-waiting between runs: the ensemble's sessions run back to back, and one session's spinning
-    # threads took the cores from the next (ensemble 0.43 s with spinning, 0.36 s without, on 2 cores).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if _shared_pool_threads:
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads = max(1, threads)
+        # No busy-waiting between runs: one session's spinning threads took the cores from the next
+        # (the ensemble 0.43 s with spinning, 0.36 s without, on 2 cores).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 

@@ -327,6 +327,59 @@ def test_app_engine_flag():
         app.parse_args(["--engine", "tensorrt"])
 
 
+# ---------------------------------------------------------------- one thread pool for the served app
+
+SHARED_POOL_CHILD = """
+import json, os, sys
+import numpy as np
+import onnxruntime as ort
+sys.path[:0] = [os.environ["REPO_ROOT"], os.environ["TESTS_DIR"]]
+from helpers import make_config, random_image
+from pathlib import Path
+from senet_demo.onnx_backend import share_one_thread_pool
+from senet_demo.services import Services
+
+config = make_config(Path(os.environ["ROOT"]), json.loads(os.environ["SPECS"]), engine="onnx")
+assert share_one_thread_pool(config.queue.threads_per_forward)
+services = Services.create(config)
+image = random_image(seed=11)
+answers = {name: services.engine.run(name, image).probs.tolist() for name in services.registry.names}
+backends = [services.engine.backend_name(name) for name in services.registry.names]
+graph = sorted((Path(os.environ["ROOT"]) / "weights" / "onnx").glob("*.onnx"))[0]
+own_pool = ort.SessionOptions()
+own_pool.intra_op_num_threads = 2
+try:
+    ort.InferenceSession(str(graph), own_pool, providers=["CPUExecutionProvider"])
+    refused = None
+except Exception as err:
+    refused = str(err)
+print(json.dumps({"answers": answers, "backends": backends, "refused": refused}))
+"""
+
+
+def test_the_served_apps_sessions_share_one_thread_pool(onnx_root, onnx_services, resnet_name, senet_name):
+    """app.py runs every session in one pool (in a process of its own here: the setting is the process's);
+    the answers are those of sessions with a pool each."""
+    import os
+    import subprocess
+
+    from helpers import REPO_ROOT
+
+    image = random_image(seed=11)
+    expected = {name: onnx_services.engine.run(name, image).probs for name in (resnet_name, senet_name)}
+    env = {**os.environ, "REPO_ROOT": str(REPO_ROOT), "TESTS_DIR": str(REPO_ROOT / "tests"), "ROOT": str(onnx_root),
+           "SPECS": json.dumps([resnet_name, senet_name])}
+    done = subprocess.run([sys.executable, "-c", SHARED_POOL_CHILD], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    child = json.loads(done.stdout.strip().splitlines()[-1])
+    assert child["backends"] == ["onnxruntime", "onnxruntime"]
+    # Proof that the process has the one pool: ONNX Runtime now refuses a session with a pool of its own.
+    assert child["refused"] and "global thread pool" in child["refused"]
+    for name, probs in child["answers"].items():
+        np.testing.assert_allclose(probs, expected[name], atol=1e-6, rtol=0)
+
+
 # ---------------------------------------------------------------- what stays eager
 
 
