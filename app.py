@@ -61,10 +61,9 @@ def main(argv=None) -> None:
         config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     except ValueError as err:  # a SPEC, an engine or an environment setting that cannot be used
         raise SystemExit(f"app.py: error: {err}") from None
-    if config.engine != "torch":  # a setting of this process, before any session opens
-        from senet_demo.onnx_backend import share_one_thread_pool
+    from senet_demo.onnx_backend import serve_sessions_in_one_pool
 
-        share_one_thread_pool(config.queue.threads_per_forward)
+    serve_sessions_in_one_pool(config)  # a setting of this process, before any session opens
     services = Services.create(config)
     services.preload()  # models with weights on disk load while the server starts
     demo = build_demo(services)

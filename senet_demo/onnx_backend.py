@@ -40,58 +40,74 @@ def missing_packages() -> str | None:
     return None
 
 
-_shared_pool_threads: list[int] = []  # the intra-op threads of the one pool this process's sessions share, once set
+_shared_pool_threads: int | None = None  # None: not decided; 0: a pool per session; n: one pool of n threads
 _shared_pool_lock = threading.Lock()
 
 
-def share_one_thread_pool(threads: int) -> bool:
-    """Run every ONNX Runtime session of this process in one pool of ``threads`` intra-op threads.
+def serve_sessions_in_one_pool(config) -> bool:
+    """The served app's threading: every ONNX Runtime session of the process in one pool, where one forward
+    runs at a time (``inference_workers`` 1, the default).
 
-    For a process that serves the app (``app.py``, and the benchmark's copies of its engine). ONNX Runtime
-    gives each session a pool of its own otherwise; the ensemble's two sessions run back to back, and their
-    forwards took 237 ms on 2 cores with a pool each, 206 ms with one pool (two processes taking turns).
-    A setting of the whole process, made before any session opens: from then on ONNX Runtime refuses a
-    session with a pool of its own in this process. A one-node session checks that the pool is there;
-    returns False (sessions keep a pool each) where it is not, or where ONNX Runtime is not installed.
+    ONNX Runtime gives each session a pool of its own otherwise; the ensemble's two sessions run back to
+    back, and their forwards took 237 ms on 2 cores with a pool each, 206 ms with one pool (two processes
+    taking turns). With more workers, concurrent forwards would share one pool sized for one of them, so
+    each session keeps its own, as measured for that setting. A setting of the whole process, made before
+    any session opens: ONNX Runtime then refuses a session with a pool of its own in this process, which
+    is why only ``app.py`` and the benchmark's copies of its engine ask for it.
     """
-    if missing_packages():
+    if config.engine == "torch" or config.queue.inference_workers != 1 or missing_packages():
         return False
+    return _share_one_pool(config.queue.threads_per_forward)
+
+
+def _share_one_pool(threads: int) -> bool:
+    global _shared_pool_threads
     import onnxruntime as ort
 
     with _shared_pool_lock:
-        if not _shared_pool_threads:
+        if _shared_pool_threads is None:
             try:
-                ort.set_global_thread_pool_sizes(max(1, threads), 1)
-                _open_in_the_shared_pool(_one_node_graph())
-            except Exception as err:  # e.g. ONNX Runtime's environment was made without the pool
+                ort.set_global_thread_pool_sizes(threads, 1)
+            except Exception as err:
                 log.warning("ONNX Runtime sessions keep a thread pool each: %s", err)
+                _shared_pool_threads = 0
                 return False
-            _shared_pool_threads.append(max(1, threads))
-    return True
+            # ONNX Runtime's environment (made by the first session) takes the pool only if no session came
+            # first; the probe tells which kind of session this process can open from now on.
+            if _opens(shared_pool=True) or not _opens(shared_pool=False):
+                _shared_pool_threads = threads
+            else:
+                log.warning("ONNX Runtime sessions keep a thread pool each: a session opened before the "
+                            "shared pool was set up")
+                _shared_pool_threads = 0
+        elif _shared_pool_threads and _shared_pool_threads != threads:
+            log.warning("ONNX Runtime's shared pool keeps its %d threads (asked for %d)", _shared_pool_threads,
+                        threads)
+    return bool(_shared_pool_threads)
 
 
-def _one_node_graph() -> bytes:
+def _opens(shared_pool: bool) -> bool:
+    """Whether a one-node session opens in the shared pool (or, with False, in a pool of its own)."""
+    import onnxruntime as ort
     from onnx import TensorProto, helper
 
     value = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1]) for name in ("x", "y")]
     graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "probe", value[:1], value[1:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ox.OPSET)])
-    model.ir_version = 8  # what ONNX Runtime reads for this opset, whatever the onnx package writes by default
-    return model.SerializeToString()
-
-
-def _open_in_the_shared_pool(graph: bytes):
-    """A session in the shared pool; the first one also makes ONNX Runtime's environment, with the pool."""
-    import onnxruntime as ort
-
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7  # readable by any ONNX Runtime this app supports, whatever onnx writes by default
     options = ort.SessionOptions()
-    options.use_per_session_threads = False
-    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    options.use_per_session_threads = not shared_pool
+    try:
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return True
+    except Exception:
+        return False
 
 
 def session_options(threads: int):
     """All graph optimisations, ``threads`` intra-op threads (the same share of the CPUs a PyTorch forward
-    gets), or the process's shared pool where ``share_one_thread_pool`` set one up (sized the same way)."""
+    gets), or the process's one pool where ``serve_sessions_in_one_pool`` set it up (sized the same way;
+    its threads wait for work spinning a little, ONNX Runtime's default, which Python cannot change)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

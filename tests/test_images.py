@@ -287,6 +287,17 @@ def test_a_large_picture_is_decoded_at_working_size(size, fmt, expected):
     assert min(result.size) >= min(WORKING_SIDE, *size)
 
 
+def test_a_large_jpeg_is_reduced_while_it_is_decoded(monkeypatch):
+    """The phone photo's speed-up: its JPEG decodes at 1/4 scale; it is never decoded whole and reduced."""
+    data = encode(smooth_picture(4032, 3024), "JPEG", quality=92)
+
+    def no_reduce(self, *args, **kwargs):
+        raise AssertionError("decoded at full size, then reduced")
+
+    monkeypatch.setattr(Image.Image, "reduce", no_reduce)
+    assert load_image(data).size == (1008, 756)
+
+
 def test_the_working_size_is_an_average_over_blocks_of_pixels():
     picture = smooth_picture(2000, 1300)
     result = np.asarray(load_image(encode(picture, "PNG")), dtype=np.float64)

@@ -336,11 +336,11 @@ import onnxruntime as ort
 sys.path[:0] = [os.environ["REPO_ROOT"], os.environ["TESTS_DIR"]]
 from helpers import make_config, random_image
 from pathlib import Path
-from senet_demo.onnx_backend import share_one_thread_pool
+from senet_demo.onnx_backend import serve_sessions_in_one_pool
 from senet_demo.services import Services
 
 config = make_config(Path(os.environ["ROOT"]), json.loads(os.environ["SPECS"]), engine="onnx")
-assert share_one_thread_pool(config.queue.threads_per_forward)
+assert serve_sessions_in_one_pool(config)
 services = Services.create(config)
 image = random_image(seed=11)
 answers = {name: services.engine.run(name, image).probs.tolist() for name in services.registry.names}
@@ -378,6 +378,17 @@ def test_the_served_apps_sessions_share_one_thread_pool(onnx_root, onnx_services
     assert child["refused"] and "global thread pool" in child["refused"]
     for name, probs in child["answers"].items():
         np.testing.assert_allclose(probs, expected[name], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("engine, workers", [("torch", 1), ("onnx", 2), ("auto", 3)])
+def test_sessions_keep_a_pool_each_for_eager_or_for_concurrent_forwards(tmp_path, resnet_name, engine, workers):
+    """Eager PyTorch needs no ONNX Runtime pool; with several forwards at once, one pool sized for one of
+    them would starve the others. Neither asks ONNX Runtime for anything (safe in this test process)."""
+    from senet_demo.config import QueueSettings
+
+    config = make_config(tmp_path, [resnet_name], engine=engine, queue=QueueSettings(inference_workers=workers))
+    assert onnx_backend.serve_sessions_in_one_pool(config) is False
+    assert onnx_backend._shared_pool_threads is None
 
 
 # ---------------------------------------------------------------- what stays eager
