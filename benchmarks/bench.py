@@ -14,7 +14,7 @@ median of ``--runs`` runs, and every comparison is a ratio of figures measured i
   ``app.py`` runs in a process of its own, as on a Space, and is called the way a browser calls it; the bare
   forwards run in another process, in turns with the requests; the same forwards as the app times them
   inside the server; and an event with the same inputs and outputs whose handler does nothing; the same
-  classify of 12-megapixel phone photos (the gallery's photos enlarged, as JPEGs);
+  classify of 12-megapixel phone photos (the gallery's photos enlarged, with sensor-like noise, as JPEGs);
 * one image through Classify, Retrieve and Explain, against one classify: for the app in one request (the
   Classify tab's "Classify, retrieve and explain") and as a request per tab, and for a naive baseline
   written here (a separate forward per tab with a freshly built transform);
