@@ -229,13 +229,14 @@ class Engine:
             eager = EagerBackend(loaded.model, self.se_blocks(name))
             return self._forward(loaded, tta_batch(loaded.transform, image), eager)
 
-    def feature_maps(self, name: str, image: Image.Image, block: SEBlock, channels: list[int]) -> np.ndarray:
+    def feature_maps(self, name: str, image: Image.Image, block: SEBlock, channels: list[int],
+                     digest: str | None = None) -> np.ndarray:
         """Channels of the input U of one SE block, (len(channels), H, W): the maps its excitation rescales.
 
         The shared pass keeps the most and least excited channels of the default block; any other
-        block or channel costs an eager forward, whose maps are cached like the outputs.
+        block or channel costs an eager forward, whose maps are cached like the outputs. ``digest`` as in ``run``.
         """
-        digest = content_hash(image)
+        digest = digest or content_hash(image)
         shared = self.cache.get((name, digest, "none"))
         kept = shared.channel_maps.get(block.name, {}) if shared is not None else {}
         if all(c in kept for c in channels):

@@ -57,6 +57,32 @@ def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_servi
     assert len(explained[4]) == 8 and all(tile["caption"].startswith("ch ") for tile in explained[4])
 
 
+def test_one_request_hashes_the_picture_once_per_tab(tmp_path, every_tab_services, monkeypatch):
+    """The picture's content hash (the cache key; 4 ms for a phone photo at working size) is computed once
+    by each of the three tabs, not once per model and per lookup."""
+    import senet_demo.classify as classify_module
+    import senet_demo.engine as engine_module
+    import senet_demo.search as search_module
+    import senet_demo.ui.explain_tab as explain_module
+    from senet_demo.images import content_hash
+
+    events, _ = _events(every_tab_services)
+    warm, image = tmp_path / "warm.png", tmp_path / "query.png"
+    random_image(seed=6).save(warm)
+    random_image(seed=8).save(image)
+    _call(events["retrieve"], warm)  # indexes the gallery first
+    hashed = []
+
+    def counting(picture):
+        hashed.append(picture.size)
+        return content_hash(picture)
+
+    for module in (classify_module, engine_module, search_module, explain_module):
+        monkeypatch.setattr(module, "content_hash", counting)
+    _call(events["every_tab"], image)
+    assert hashed == [(146, 110)] * 3
+
+
 def test_a_tab_that_cannot_answer_says_why_and_the_others_still_do(tmp_path, resnet_name, senet_name):
     config = make_config(tmp_path, [resnet_name, senet_name])
     config.gallery_dir = tmp_path / "no-gallery"  # nothing to retrieve from

@@ -15,6 +15,7 @@ import numpy as np
 from .. import excitation as ex
 from .. import plots
 from ..ensemble import model_view, top_k
+from ..images import content_hash
 from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
 from ..services import Services
 from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
@@ -95,7 +96,8 @@ def build(services: Services) -> TabEvent:
         if not blocks:
             return why_nothing(model), None, None, None, []
         series = compared_images(image, picks, uploads)
-        outputs = [engine.run(model, picture) for _, picture in series]
+        digests = [content_hash(picture) for _, picture in series]  # once each, for the pass and the maps
+        outputs = [engine.run(model, picture, digest=digest) for (_, picture), digest in zip(series, digests)]
         blocks = engine.se_blocks(model)
         block = block_by_name(model, block_name)
         main = outputs[0].excitations
@@ -104,7 +106,7 @@ def build(services: Services) -> TabEvent:
         profile = ex.depth_profile([out.excitations for out in outputs], blocks)
         top, bottom = ex.extreme_channels(main[block.name], int(k))
         shown = [(kind, int(c)) for kind, channels in (("most", top), ("least", bottom)) for c in channels]
-        fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown])
+        fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown], digest=digests[0])
         view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover
         tiles = [(overlay, f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
                  for (kind, c), overlay in zip(shown, plots.feature_overlays(view, fmaps))]
