@@ -3,7 +3,9 @@
 The environment is set at import time, before anything imports
 ``huggingface_hub`` (which reads ``HF_HOME`` and ``HF_HUB_OFFLINE`` once, on
 import): the tests never touch the network and never read or write the
-user's own cache.
+user's own cache. Every temporary file of the run, pytest's own included, is
+made under that home and removed with it when the run ends (gradio_client
+leaves an empty folder in the temporary directory for each file it downloads).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["SENET_ENGINE"] = "torch"  # eager unless a test asks for ONNX Runtime (tests/test_onnx_engine.py)
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(_HF_HOME, "gradio")
+os.environ["TMPDIR"] = tempfile.tempdir = os.path.join(_HF_HOME, "tmp")  # this process's and its children's
+os.makedirs(tempfile.tempdir)
 
 assert "huggingface_hub" not in sys.modules, "huggingface_hub was imported before the test environment was set"
 
