@@ -31,6 +31,7 @@ from .checkpoint import (
     unknown_architecture,
 )
 from .config import AppConfig, ModelSpec
+from .images import WORKING_SIDE
 from .weights import CONFIG_FILE, LABELS_FILE, ResolvedWeights, resolve
 
 __all__ = ["LoadedModel", "ModelLoadError", "ModelRegistry", "check", "load_model"]
@@ -77,8 +78,23 @@ def load_model(spec: ModelSpec, weights: ResolvedWeights) -> LoadedModel:
     model.eval().requires_grad_(False)
     data_config = resolve_model_data_config(model)
     transform = create_transform(**data_config, is_training=False)
+    side = resize_side(transform)
+    if side is not None and side > WORKING_SIDE:
+        log.warning("%s resizes pictures to %d px on their shorter side, more than the %d px that large photos "
+                    "are decoded at (images.WORKING_SIDE): a photo whose shorter side is 1280 px or more is "
+                    "reduced to between %d and 1279 px first, and may reach this model enlarged again",
+                    spec.name, side, WORKING_SIDE, WORKING_SIDE)
     labels = _labels_for(spec, model, weights.path)
     return LoadedModel(spec, model, transform, data_config, labels, weights)
+
+
+def resize_side(transform: Callable) -> int | None:
+    """The shorter side a picture is resized to by ``transform``'s first resize step (None without one)."""
+    for step in getattr(transform, "transforms", []):
+        size = getattr(step, "size", None) if "Resize" in type(step).__name__ else None
+        if size is not None:
+            return int(size) if isinstance(size, int) else int(min(size))
+    return None
 
 
 def check(spec: ModelSpec, weights: ResolvedWeights) -> None:

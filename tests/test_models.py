@@ -16,7 +16,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 import senet_demo.models as models_module
-from helpers import LABELS, RESNET_DATA, SENET_DATA, make_config
+from helpers import LABELS, RESNET_DATA, SENET_DATA, export_tiny, folder_spec, make_config
 from senet_demo.models import ModelLoadError, ModelRegistry
 
 MODES = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
@@ -70,6 +70,21 @@ def test_loaded_models_are_ready_for_inference(tiny_registry, resnet_name, senet
 
 
 # ---------------------------------------------------------------- the registry
+
+
+def test_a_model_that_resizes_above_the_working_size_is_named_in_the_log(tmp_path, tiny_resnet, caplog):
+    from senet_demo.images import WORKING_SIDE
+
+    large = export_tiny("resnet50d", tmp_path / "large", 0, dict(RESNET_DATA, crop_pct=0.08))  # resizes to 800 px
+    registry = ModelRegistry(make_config(tmp_path, [folder_spec(large), folder_spec(tiny_resnet)]))
+    with caplog.at_level("WARNING", logger="senet_demo.models"):
+        registry.get(folder_spec(tiny_resnet))  # resizes to 73 px
+        assert not caplog.records
+        loaded = registry.get(folder_spec(large))
+    assert models_module.resize_side(loaded.transform) == 800
+    (record,) = caplog.records
+    assert folder_spec(large) in record.getMessage() and "800 px" in record.getMessage()
+    assert f"{WORKING_SIDE} px" in record.getMessage()
 
 
 def test_registry_loads_each_model_once(tmp_path, tiny_resnet, monkeypatch):
