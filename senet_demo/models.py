@@ -81,15 +81,16 @@ def load_model(spec: ModelSpec, weights: ResolvedWeights) -> LoadedModel:
     side = resize_side(transform)
     if side is not None and side > WORKING_SIDE:
         log.warning("%s resizes pictures to %d px on their shorter side, more than the %d px that large photos "
-                    "are decoded at (images.WORKING_SIDE): a photo whose shorter side is 1280 px or more is "
-                    "reduced to between %d and 1279 px first, and may reach this model enlarged again",
-                    spec.name, side, WORKING_SIDE, WORKING_SIDE)
+                    "are decoded at (images.WORKING_SIDE): a photo whose shorter side is %d px or more is "
+                    "reduced to between %d and %d px first, and may reach this model enlarged again",
+                    spec.name, side, WORKING_SIDE, 2 * WORKING_SIDE, WORKING_SIDE, 2 * WORKING_SIDE - 1)
     labels = _labels_for(spec, model, weights.path)
     return LoadedModel(spec, model, transform, data_config, labels, weights)
 
 
 def resize_side(transform: Callable) -> int | None:
-    """The shorter side a picture is resized to by ``transform``'s first resize step (None without one)."""
+    """The shorter side a picture is resized to by ``transform``'s first resize step (torchvision's Resize or
+    timm's ResizeKeepRatio; None without one)."""
     for step in getattr(transform, "transforms", []):
         size = getattr(step, "size", None) if "Resize" in type(step).__name__ else None
         if size is not None:
