@@ -257,36 +257,54 @@ class Engine:
         logits, embedding, excitations, maps = backend.forward(batch)
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.forward_passes += 1
-        probs = logits.softmax(-1)
+        # numpy from here: a few small operations per output, which torch would dispatch to its thread pool
+        logits, embedding = logits.numpy(), embedding.numpy()
+        excitations = {n: v.numpy() for n, v in excitations.items()}
+        probs = _softmax(logits)
         if per_image:
             return [
                 Outputs(
                     model=loaded.name,
-                    probs=probs[i].numpy(),
-                    log_probs=logits[i].log_softmax(-1).numpy(),
-                    embedding=embedding[i].numpy(),
-                    excitations={n: v[i].numpy() for n, v in excitations.items()},
+                    probs=probs[i],
+                    log_probs=_log_softmax(logits[i]),
+                    embedding=embedding[i],
+                    excitations={n: v[i] for n, v in excitations.items()},
                     latency_ms=latency_ms / len(batch),
                 )
                 for i in range(len(batch))
             ]
         return Outputs(
             model=loaded.name,
-            probs=probs.mean(0).numpy(),
-            log_probs=logits.mean(0).log_softmax(-1).numpy(),
-            embedding=embedding.mean(0).numpy(),
-            excitations={n: v.mean(0).numpy() for n, v in excitations.items()},
+            probs=_mean_of_views(probs),
+            log_probs=_log_softmax(_mean_of_views(logits)),
+            embedding=_mean_of_views(embedding),
+            excitations={n: _mean_of_views(v) for n, v in excitations.items()},
             channel_maps=_extreme_channel_maps(maps, excitations) if len(batch) == 1 else {},
             latency_ms=latency_ms,
             views=len(batch),
         )
 
 
-def _extreme_channel_maps(maps: dict[str, torch.Tensor], excitations: dict[str, torch.Tensor]) -> dict:
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(-1, keepdims=True))
+    return shifted / shifted.sum(-1, keepdims=True)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def _mean_of_views(values: np.ndarray) -> np.ndarray:
+    """The mean over the first axis (the TTA views); a single view as it is."""
+    return values[0] if len(values) == 1 else values.mean(0)
+
+
+def _extreme_channel_maps(maps: dict[str, torch.Tensor], excitations: dict[str, np.ndarray]) -> dict:
     """Of each block's (1, C, H, W) maps, those of the MAP_CHANNELS most and least excited channels."""
     kept = {}
     for name, u in maps.items():
-        order = np.argsort(-excitations[name][0].numpy(), kind="stable")  # the order excitation.extreme_channels uses
+        order = np.argsort(-excitations[name][0], kind="stable")  # the order excitation.extreme_channels uses
         channels = sorted({int(c) for c in (*order[:MAP_CHANNELS], *order[::-1][:MAP_CHANNELS])})
         kept[name] = {c: u[0, c].numpy().copy() for c in channels}  # copies: the full (C, H, W) is not kept
     return kept
