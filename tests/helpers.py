@@ -100,6 +100,11 @@ def random_image(width: int = 146, height: int = 110, seed: int = 0) -> Image.Im
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8), "RGB")
 
 
+def file_data(path) -> dict:
+    """A file input's value as Gradio passes it to a model event (registered with ``preprocess=False``)."""
+    return {"path": str(path), "orig_name": Path(path).name, "meta": {"_type": "gradio.FileData"}}
+
+
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)

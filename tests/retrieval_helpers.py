@@ -115,7 +115,8 @@ def subprocess_env(hf_home: Path) -> dict[str, str]:
 
 def retrieve_handlers(services) -> dict:
     """The Retrieve tab's event handlers by function name (on_retrieve, on_metrics, on_upload, on_clear), as
-    Gradio calls them: the model events answer as Gradio sends them (see ``gallery_pairs``)."""
+    Gradio calls them: the model events take their inputs as Gradio passes them (a file as ``helpers.file_data``)
+    and answer as Gradio sends them (see ``gallery_pairs``)."""
     import gradio as gr
 
     from senet_demo.ui import retrieve_tab

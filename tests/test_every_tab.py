@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from helpers import make_config, random_image
+from helpers import file_data, make_config, random_image
 from retrieval_helpers import make_gallery
 from senet_demo.services import Services
 from senet_demo.ui import build_demo
@@ -21,7 +21,7 @@ def _defaults(event) -> list:
 
 def _call(event, image_path, values=None):
     args = values if values is not None else _defaults(event)
-    return event.fn(str(image_path), *args[1:])
+    return event.fn(file_data(image_path), *args[1:])
 
 
 @pytest.fixture

@@ -255,3 +255,23 @@ def test_all_six_views_work_for_other_se_families(other_families_app, family):
     assert before["label"] == labels[int(reference.probs.argmax())]
     assert after["label"] == labels[int(ablated.probs.argmax())]
     assert "goes from" in ablation_text
+
+
+def test_a_block_of_any_explain_model_can_be_asked_for_by_name(other_families_app):
+    """The block lists show the default model's blocks until a visitor picks another model; the handlers check a
+    block's name against the model asked for, so the API can name any model's blocks without that step."""
+    from gradio_client.exceptions import AppError
+
+    app = other_families_app
+    client, services = app["client"], app["services"]
+    shown = {b.name for b in services.engine.se_blocks(app["specs"]["legacy-senet"])}  # the first SE model's
+    spec = app["specs"]["efficientnet"]
+    first = next(b.name for b in services.engine.se_blocks(spec) if b.name not in shown)
+    text, *_ = client.predict(image=_image(app["query"]), model=spec, block_name=first, api_name="/explain")
+    assert f"**{first}**" in text
+    _, _, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice=first, api_name="/ablate")
+    assert f"Switching off **{first}**" in ablation_text
+    with pytest.raises(AppError, match="SE_9_9"):
+        client.predict(image=_image(app["query"]), model=spec, block_name="SE_9_9", api_name="/explain")
+    with pytest.raises(AppError, match="No SE block or stage called 'stage 9'"):
+        client.predict(image=_image(app["query"]), model=spec, choice="stage 9", api_name="/ablate")

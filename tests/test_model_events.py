@@ -1,8 +1,10 @@
-"""Model events: outputs postprocessed in the handler's thread, exactly as Gradio's own postprocessing makes them."""
+"""Model events: inputs preprocessed and outputs postprocessed in the handler's thread, exactly as Gradio's own
+pre- and postprocessing make them."""
 from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import io
 
 import gradio as gr
@@ -11,11 +13,14 @@ import plotly.graph_objects as go
 import pytest
 from PIL import Image
 
-from helpers import make_config, random_image
+from gradio.state_holder import SessionState
+
+from helpers import file_data, make_config, random_image
 from retrieval_helpers import make_gallery
 from senet_demo.services import Services
 from senet_demo.ui import build_demo
-from senet_demo.ui.model_events import gallery_data, listen, postprocessed, serialised
+from senet_demo.ui.common import image_input
+from senet_demo.ui.model_events import gallery_data, listen, postprocessed, preprocessed, serialised
 from senet_demo.ui.queue import INFERENCE_POOL
 
 
@@ -146,14 +151,64 @@ def app(tmp_path, resnet_name, senet_name):
     return services, build_demo(services)
 
 
-def test_every_model_event_is_postprocessed_in_its_handlers_thread(app):
+def test_every_model_event_is_pre_and_postprocessed_in_its_handlers_thread(app):
     _, demo = app
     model_events = [fn for fn in demo.fns.values() if fn.concurrency_id == INFERENCE_POOL]
     names = {fn.api_name for fn in model_events}
     assert {"classify", "retrieve", "explain", "every_tab", "figure6", "ablate", "retrieval_quality"} <= names
-    assert all(fn.postprocess is False for fn in model_events)
+    assert all(fn.preprocess is False and fn.postprocess is False for fn in model_events)
     wrapper_code = postprocessed(lambda: None, []).__code__
     assert all(fn.fn.__code__ is wrapper_code for fn in model_events)  # they serialise their own answers
+    reads_its_inputs = preprocessed(lambda: None, []).__code__
+    assert all(fn.fn.__wrapped__.__code__ is reads_its_inputs for fn in model_events)
+
+
+def test_inputs_reach_the_handler_as_gradios_own_preprocessing_gives_them(app, photos):
+    """The same values through Gradio's preprocess_data: once preprocessed by Gradio, once passed on as sent
+    (preprocess=False) and preprocessed in the handler's thread."""
+    services, _ = app
+    received = []
+
+    def record(*values):
+        received.append(values)
+        return "ok"
+
+    with gr.Blocks() as demo:
+        inputs = [image_input(label="Image"), gr.Image(type="pil"), gr.Radio(["none", "flip"], value="none"),
+                  gr.Slider(0, 1, step=0.05), gr.Dropdown(["a", "b", "c"], multiselect=True), gr.Checkbox(),
+                  gr.State(["kept"])]
+        gr.Button().click(record, inputs, gr.Markdown())
+        listen(gr.Button().click, record, inputs, gr.Markdown(), services)
+    gradios, ours = demo.fns.values()
+    assert gradios.preprocess is True and ours.preprocess is False
+    sent = [file_data(photos[0]), file_data(photos[1]), "flip", 0.35, ["a", "c"], True, None]
+    for fn in (gradios, ours):
+        values = asyncio.run(demo.preprocess_data(fn, copy.deepcopy(sent), SessionState(demo), explicit_call=True))
+        fn.fn(*values)
+    by_gradio, by_us = received
+    assert by_us == by_gradio
+    assert isinstance(by_us[0], str) and isinstance(by_us[1], Image.Image) and by_us[2:] == (
+        "flip", 0.35, ["a", "c"], True, ["kept"])
+
+
+def test_a_value_the_component_refuses_is_its_own_error():
+    radio, slider, image = gr.Radio(["none", "flip"]), gr.Slider(0, 1), gr.Image(type="filepath")
+    handler = preprocessed(lambda *values: values, [radio, slider, image])
+    with pytest.raises(gr.Error, match="'rotate'.* is not in the list of choices"):
+        handler("rotate", 0.5, None)
+    with pytest.raises(gr.Error) as out_of_bounds:
+        handler("none", 7.0, None)
+    assert "7" in out_of_bounds.value.message
+    with pytest.raises(gr.Error, match='The value sent for "Image" could not be read'):
+        preprocessed(lambda *values: values, [gr.Image(label="Image")])({"path": ["not", "a", "path"]})
+
+
+def test_a_component_checked_by_the_handler_passes_as_sent_and_later_arguments_pass_through():
+    blocks = gr.Dropdown(["SE_1_0", "SE_1_1"], label="block")
+    with pytest.raises(gr.Error, match="not in the list of choices"):
+        preprocessed(lambda block: block, [blocks])("SE_4_2")  # another model's block: the choices are the first model's
+    handler = preprocessed(lambda block, progress: (block, progress), [blocks], checked_by_handler=[blocks])
+    assert handler("SE_4_2", "the progress argument") == ("SE_4_2", "the progress argument")
 
 
 def test_a_listener_registered_by_listen_answers_as_gradio_would(app, tmp_path):
@@ -166,5 +221,5 @@ def test_a_listener_registered_by_listen_answers_as_gradio_would(app, tmp_path):
         listen(button.click, lambda path: ([(path, "me")], "**found**"), box, [gallery, text], services)
     (fn,) = [f for f in demo.fns.values()]
     assert fn.postprocess is False and fn.concurrency_id == INFERENCE_POOL
-    answer = fn.fn(str(image))
+    answer = fn.fn(file_data(image))
     assert answer == [_gradio(gallery, [(str(image), "me")]), "**found**"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
+from helpers import file_data
 from retrieval_helpers import (
     export_tiny_resnet,
     gallery_pairs,
@@ -249,14 +250,14 @@ def test_one_sessions_upload_never_appears_in_anothers_results(tmp_path, tab):
         assert "Added 1 image(s)" in note_a and state_a["dir"] != state_b["dir"]
         gallery_size = len(services.gallery())
 
-        answer_a, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state_a, progress=no_progress)
+        answer_a, _ = handlers["on_retrieve"](file_data(secret), "ensemble", 20, state_a, progress=no_progress)
         results_a = gallery_pairs(answer_a)
         assert len(results_a) == gallery_size + 1
         path, caption = results_a[0]
         assert caption.startswith("secret · 1.000") and path.startswith(state_a["dir"])
 
         for state in (state_b, None):  # another visitor, and a visitor without uploads
-            answer, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state, progress=no_progress)
+            answer, _ = handlers["on_retrieve"](file_data(secret), "ensemble", 20, state, progress=no_progress)
             results = gallery_pairs(answer)
             assert len(results) == gallery_size + (1 if state else 0)
             assert not any(p.startswith(state_a["dir"]) or c.startswith("secret") for p, c in results)
@@ -285,7 +286,7 @@ def test_uploaded_features_never_reach_the_shared_disk_store(tmp_path, tab):
     state, _ = handlers["on_upload"]([str(mine)], "mine", None)
     try:
         stored_before = set(services.features.cache_dir.rglob("*.npz"))
-        answer, _ = handlers["on_retrieve"](str(mine), "ensemble", 3, state, progress=no_progress)
+        answer, _ = handlers["on_retrieve"](file_data(mine), "ensemble", 3, state, progress=no_progress)
         assert gallery_pairs(answer)[0][1].startswith("mine · 1.000")
         digest = state["items"][0].digest
         new_files = set(services.features.cache_dir.rglob("*.npz")) - stored_before

@@ -23,11 +23,13 @@ USER_ERRORS = (ImageError, WeightsNotFound, ModelLoadError, NoModelAnswered, Val
 
 @dataclass(frozen=True)
 class TabEvent:
-    """A tab's main event: its handler, its inputs (the image first) and its outputs."""
+    """A tab's main event: its handler, its inputs (the image first), its outputs, and the inputs whose values
+    the handler checks itself (``model_events.listen``'s ``checked_by_handler``)."""
 
     handler: Callable
     inputs: list
     outputs: list
+    checked_by_handler: tuple = ()
 
 
 def user_errors(handler):

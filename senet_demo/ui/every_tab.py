@@ -29,7 +29,8 @@ def wire(button: gr.Button, classify: TabEvent, retrieve: TabEvent, explain: Tab
 
     listen(button.click, on_every_tab, [*classify.inputs, *retrieve_settings, *explain_settings],
            [*classify.outputs, retrieve.inputs[0], *retrieve.outputs, explain.inputs[0], *explain.outputs],
-           services, api_name="every_tab")
+           services, checked_by_handler=[*classify.checked_by_handler, *retrieve.checked_by_handler,
+                                         *explain.checked_by_handler], api_name="every_tab")
 
 
 def _or_message(tab: TabEvent, picture, settings) -> list:

@@ -52,10 +52,7 @@ def ablation_choices(blocks: list[SEBlock]) -> list[str]:
 def blocks_to_disable(blocks: list[SEBlock], choice: str) -> list[SEBlock]:
     if choice == "all SE blocks":
         return list(blocks)
-    if choice.startswith("stage "):
-        stage = int(choice.split()[1])
-        return [b for b in blocks if b.stage == stage]
-    chosen = [b for b in blocks if b.name == choice]
+    chosen = [b for b in blocks if choice in (b.name, f"stage {b.stage}")]
     if not chosen:
         raise ValueError(f"No SE block or stage called {choice!r} in this model.")
     return chosen
@@ -211,12 +208,14 @@ def build(services: Services) -> TabEvent:
 
     explain_inputs = [image, model, block, picks, uploads, sample50, k]
     explain_outputs = [text, map_plot, channel_plot, depth_plot, tiles]
-    listen(button.click, on_explain, explain_inputs, explain_outputs, services, api_name="explain")
+    # the block lists change with the visitor's model; the handlers check a block's name against that model
+    listen(button.click, on_explain, explain_inputs, explain_outputs, services, checked_by_handler=[block],
+           api_name="explain")
     listen(fig6_button.click, on_figure6, [model, sample50], fig6_plot, services, api_name="figure6")
     listen(ablate_button.click, on_ablate, [image, model, ablate_choice], [before, after, ablate_text], services,
-           api_name="ablate")
+           checked_by_handler=[ablate_choice], api_name="ablate")
     upload_box.change(lambda files: list(files or []), upload_box, uploads, api_visibility="private")
     model.change(on_model_change, model,
                  [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,
                   ablate_text], api_visibility="private")
-    return TabEvent(on_explain, explain_inputs, explain_outputs)
+    return TabEvent(on_explain, explain_inputs, explain_outputs, checked_by_handler=(block,))

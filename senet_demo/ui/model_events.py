@@ -1,15 +1,22 @@
-"""How every model-running event is registered: in the shared inference pool, its outputs postprocessed in
-the handler's own thread.
+"""How every model-running event is registered: in the shared inference pool, its inputs preprocessed and its
+outputs postprocessed in the handler's own thread.
 
-Gradio postprocesses each output of an event in a worker thread of its own, one hop there and back per
-output, and then checks and copies every file of the answer twice (once before storing the value in the
-session, once before sending it). On 2 cores each hop costs up to a millisecond, and the checks resolve
-every path against every allowed folder: about 20 ms of the Classify-Retrieve-Explain answer's 13 outputs.
-Registered by ``listen`` (``postprocess=False``, the handler wrapped by ``postprocessed``), an event runs
-each output component's own ``postprocess`` right after its handler, in the same thread, and Gradio checks
-and copies the files once. What reaches the browser is the same, except that the images the app makes
-(Explain's tiles) come inline (``gallery_data``). Inputs keep Gradio's preprocessing: it reads the
-visitor's session's copy of a component whose choices an event changed (Explain's block list).
+Gradio preprocesses each input of an event in a worker thread of its own and postprocesses each output in
+another, one hop there and back per value, and then checks and copies every file of the answer twice (once
+before storing the value in the session, once before sending it). On 2 cores each hop costs up to a
+millisecond (the Classify tab's four inputs took 4 ms), and the checks resolve every path against every
+allowed folder: about 20 ms of the Classify-Retrieve-Explain answer's 13 outputs. Registered by ``listen``
+(``preprocess=False`` and ``postprocess=False``, the handler wrapped by ``preprocessed`` and
+``postprocessed``), an event runs each input component's own ``preprocess`` just before its handler and each
+output component's own ``postprocess`` right after it, in the same thread, and Gradio checks and copies the
+files once. Gradio still checks that an uploaded file is one of the visitor's uploads, and still validates
+each value against its component's data model, before the handler's thread starts.
+
+What reaches the handler and the browser is the same, with two exceptions. The images the app makes
+(Explain's tiles) come inline (``gallery_data``). And a component whose choices an event changes for one
+visitor (Explain's block lists) is named in ``listen``'s ``checked_by_handler``: Gradio keeps that visitor's
+copy of it, which its own preprocessing would check the value against, so the value reaches the handler as
+sent, and the handler checks it against the visitor's model itself.
 """
 from __future__ import annotations
 
@@ -34,10 +41,44 @@ from .queue import inference
 log = logging.getLogger(__name__)
 
 
-def listen(trigger: Callable, handler: Callable, inputs, outputs, services: Services, **listener):
-    """``trigger(handler, inputs, outputs, ...)`` (e.g. ``button.click``) as a model-running event."""
-    return trigger(postprocessed(handler, outputs), inputs, outputs, postprocess=False, **inference(services),
-                   **listener)
+def listen(trigger: Callable, handler: Callable, inputs, outputs, services: Services, checked_by_handler=(),
+           **listener):
+    """``trigger(handler, inputs, outputs, ...)`` (e.g. ``button.click``) as a model-running event; the values of
+    the components in ``checked_by_handler`` reach the handler unpreprocessed (see the module's docstring)."""
+    handler = postprocessed(preprocessed(handler, inputs, checked_by_handler), outputs)
+    return trigger(handler, inputs, outputs, preprocess=False, postprocess=False, **inference(services), **listener)
+
+
+def preprocessed(handler: Callable, inputs, checked_by_handler=()) -> Callable:
+    """``handler`` receiving its inputs as Gradio's own preprocessing gives them (for a listener with
+    ``preprocess=False``): each value by its component's ``preprocess``, except a stateful component's (Gradio
+    passes its value as it is) and those of ``checked_by_handler``. Further arguments Gradio adds after the
+    inputs (a ``gr.Progress``) pass through."""
+    components = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    as_sent = {component._id for component in checked_by_handler}
+
+    @functools.wraps(handler)  # keeps the signature Gradio reads
+    def wrapper(*args, **kwargs):
+        values = [value if component.stateful or component._id in as_sent else preprocessed_value(component, value)
+                  for component, value in zip(components, args)]
+        return handler(*values, *args[len(components):], **kwargs)
+
+    return wrapper
+
+
+def preprocessed_value(component: gr.components.Component, payload):
+    """What Gradio's own preprocessing makes of ``payload`` (an input's value as Gradio passes it to an event
+    without preprocessing) for ``component``; a value it cannot read is a ``gr.Error`` naming the input."""
+    try:
+        data_model = getattr(component, "data_model", None)
+        if data_model is not None and payload is not None:
+            payload = data_model.model_validate(payload, context={"validate_meta": True})
+        return component.preprocess(payload)
+    except gr.Error:
+        raise
+    except Exception as err:
+        name = component.label or type(component).__name__
+        raise gr.Error(f"The value sent for \"{name}\" could not be read ({type(err).__name__}).") from err
 
 
 def postprocessed(handler: Callable, outputs) -> Callable:
