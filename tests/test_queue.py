@@ -193,12 +193,12 @@ def test_the_app_queue_starts_events_on_arrival_or_else_polls_every_few_millisec
     assert demo._queue.sleep_when_free >= QUEUE_POLL_S  # Gradio's own is 1 ms on Linux
 
 
-def test_progress_is_sent_twenty_times_a_second_not_a_hundred(tmp_path, resnet_name, keep_torch_threads):
-    """Gradio's progress loop wakes every 10 ms, idle or not; a progress bar needs 20 updates a second."""
+def test_progress_is_sent_five_times_a_second_not_a_hundred(tmp_path, resnet_name, keep_torch_threads):
+    """Gradio's progress loop wakes every 10 ms, idle or not; a progress bar needs 5 updates a second."""
     from senet_demo.ui.queue import PROGRESS_EVERY_S
 
     demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert demo._queue.progress_update_sleep_when_free == PROGRESS_EVERY_S >= 0.05
+    assert demo._queue.progress_update_sleep_when_free == PROGRESS_EVERY_S >= 0.2
 
 
 def test_the_monitoring_summary_is_rebuilt_every_few_events_not_after_each(tmp_path, resnet_name, keep_torch_threads,
