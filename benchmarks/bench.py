@@ -358,10 +358,12 @@ def app_overhead(client: BrowserProtocolClient, bare: "BareForwards", images: li
 
 def serve_noop_app(args: argparse.Namespace) -> None:
     """The child of ``noop_event``: the Classify tab's inputs and outputs, its queue set up as the app's, and
-    a handler that only returns answers of the same size; prints its port, then serves until killed."""
+    a handler that only returns answers of the same size, registered as the app registers its model events
+    (inputs read and answers serialised in the handler's thread); prints its port, then serves until killed."""
     import gradio as gr
 
-    from senet_demo.ui.queue import quieten_queue
+    from senet_demo.ui.model_events import postprocessed, preprocessed
+    from senet_demo.ui.queue import INFERENCE_POOL, quieten_queue
 
     top5 = {f"class {i}": 0.5 / (i + 1) for i in range(5)}
     table = "\n".join(["| member | weight | top-1 | prob | latency |", "|---|---|---|---|---|",
@@ -376,7 +378,9 @@ def serve_noop_app(args: argparse.Namespace) -> None:
         tta = gr.Radio(["none", "flip", "tencrop"], value="none")
         weights = [gr.Slider(0, 1, value=1.0, step=0.05) for _ in range(2)]
         outputs = [gr.Label(num_top_classes=5), gr.Markdown(), gr.Label(num_top_classes=5), gr.Label(num_top_classes=5)]
-        gr.Button().click(classify, [image, tta, *weights], outputs, api_name="classify")
+        inputs = [image, tta, *weights]
+        gr.Button().click(postprocessed(preprocessed(classify, inputs), outputs), inputs, outputs, api_name="classify",
+                          preprocess=False, postprocess=False, concurrency_id=INFERENCE_POOL, concurrency_limit=1)
     demo.queue(api_open=False)
     quieten_queue(demo)
     port = free_port()

@@ -271,7 +271,13 @@ def test_a_block_of_any_explain_model_can_be_asked_for_by_name(other_families_ap
     assert f"**{first}**" in text
     _, _, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice=first, api_name="/ablate")
     assert f"Switching off **{first}**" in ablation_text
-    with pytest.raises(AppError, match="SE_9_9"):
-        client.predict(image=_image(app["query"]), model=spec, block_name="SE_9_9", api_name="/explain")
+    unseen = app["query"].with_name("unseen.png")
+    sm.picture(11).save(unseen)
+    passes = services.engine.forward_passes
+    with pytest.raises(AppError, match="has no SE block 'SE_9_9'"):  # the handler's message, not a choices check
+        client.predict(image=_image(unseen), model=spec, block_name="SE_9_9", api_name="/explain")
     with pytest.raises(AppError, match="No SE block or stage called 'stage 9'"):
-        client.predict(image=_image(app["query"]), model=spec, choice="stage 9", api_name="/ablate")
+        client.predict(image=_image(unseen), model=spec, choice="stage 9", api_name="/ablate")
+    with pytest.raises(AppError, match="has no SE block 'x{40}…'"):  # a long value is cut in the message
+        client.predict(image=_image(unseen), model=spec, block_name="x" * 5000, api_name="/explain")
+    assert services.engine.forward_passes == passes  # refused before any forward ran on the new picture

@@ -49,12 +49,18 @@ def ablation_choices(blocks: list[SEBlock]) -> list[str]:
     return ["all SE blocks", *[f"stage {s}" for s in stages], *[b.name for b in blocks]]
 
 
+def shown_value(value, limit: int = 40) -> str:
+    """A value a visitor sent, quoted for a message, cut at ``limit`` characters."""
+    text = str(value)
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def blocks_to_disable(blocks: list[SEBlock], choice: str) -> list[SEBlock]:
     if choice == "all SE blocks":
         return list(blocks)
     chosen = [b for b in blocks if choice in (b.name, f"stage {b.stage}")]
     if not chosen:
-        raise ValueError(f"No SE block or stage called {choice!r} in this model.")
+        raise ValueError(f"No SE block or stage called {shown_value(choice)} in this model.")
     return chosen
 
 
@@ -75,7 +81,8 @@ def build(services: Services) -> TabEvent:
         wanted = default_block(blocks) if block_name in (None, AUTO_BLOCK) else block_name
         chosen = next((b for b in blocks if b.name == wanted), None)
         if chosen is None:
-            raise ValueError(f"{display_name(services, model)} has no SE block {block_name!r}; its blocks are {blocks[0].name}…{blocks[-1].name}.")
+            raise ValueError(f"{display_name(services, model)} has no SE block {shown_value(block_name)}; its blocks are "
+                             f"{blocks[0].name}…{blocks[-1].name}.")
         return chosen
 
     def compared_images(image, picks, uploads):
@@ -92,11 +99,11 @@ def build(services: Services) -> TabEvent:
         blocks = registry.se_blocks(model)
         if not blocks:
             return why_nothing(model), None, None, None, []
+        block = block_by_name(model, block_name)  # before any forward: a name from another model is refused at once
         series = compared_images(image, picks, uploads)
         digests = [content_hash(picture) for _, picture in series]  # once each, for the pass and the maps
         outputs = [engine.run(model, picture, digest=digest) for (_, picture), digest in zip(series, digests)]
         blocks = engine.se_blocks(model)
-        block = block_by_name(model, block_name)
         main = outputs[0].excitations
         channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
         per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
@@ -137,10 +144,11 @@ def build(services: Services) -> TabEvent:
         blocks = registry.se_blocks(model)
         if not blocks:
             raise gr.Error(why_nothing(model))
+        disabled = blocks_to_disable(engine.se_blocks(model), choice)  # before any forward, as in on_explain
         picture = decode(image, services)
         labels = registry.get(model).labels
         before = engine.run(model, picture)
-        after = engine.run_ablated(model, picture, blocks_to_disable(engine.se_blocks(model), choice))
+        after = engine.run_ablated(model, picture, disabled)
         top1 = int(before.probs.argmax())
         delta = after.probs[top1] - before.probs[top1]
         new_top1 = int(after.probs.argmax())

@@ -9,8 +9,9 @@ allowed folder: about 20 ms of the Classify-Retrieve-Explain answer's 13 outputs
 (``preprocess=False`` and ``postprocess=False``, the handler wrapped by ``preprocessed`` and
 ``postprocessed``), an event runs each input component's own ``preprocess`` just before its handler and each
 output component's own ``postprocess`` right after it, in the same thread, and Gradio checks and copies the
-files once. Gradio still checks that an uploaded file is one of the visitor's uploads, and still validates
-each value against its component's data model, before the handler's thread starts.
+files once. Gradio still checks that a file sent as an input lies in its upload folder (the one all sessions
+share, under unguessable names), and still validates each value against its component's data model,
+before the handler's thread starts.
 
 What reaches the handler and the browser is the same, with two exceptions. The images the app makes
 (Explain's tiles) come inline (``gallery_data``). And a component whose choices an event changes for one
