@@ -362,6 +362,7 @@ def serve_noop_app(args: argparse.Namespace) -> None:
     (inputs read and answers serialised in the handler's thread); prints its port, then serves until killed."""
     import gradio as gr
 
+    from senet_demo.ui.common import image_input
     from senet_demo.ui.model_events import postprocessed, preprocessed
     from senet_demo.ui.queue import INFERENCE_POOL, quieten_queue
 
@@ -374,7 +375,7 @@ def serve_noop_app(args: argparse.Namespace) -> None:
         return [top5, table, top5, top5]
 
     with gr.Blocks() as demo:
-        image = gr.Image(type="filepath", image_mode=None)
+        image = image_input(label="Image")
         tta = gr.Radio(["none", "flip", "tencrop"], value="none")
         weights = [gr.Slider(0, 1, value=1.0, step=0.05) for _ in range(2)]
         outputs = [gr.Label(num_top_classes=5), gr.Markdown(), gr.Label(num_top_classes=5), gr.Label(num_top_classes=5)]
