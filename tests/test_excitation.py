@@ -134,7 +134,7 @@ def test_excitation_map_plots_each_block_at_its_own_width_on_one_colour_scale():
     blocks = [block("SE_2_1", 4), block("SE_2_2", 4), block("SE_3_1", 6), block("SE_4_1", 3)]
     vectors = {b.name: np.linspace(0, 1, b.channels) ** (i + 1) for i, b in enumerate(blocks)}
     vectors["SE_5_1"] = np.array([0.5])  # a block not asked for is not drawn
-    fig = plots.excitation_map(vectors, blocks, "t")
+    fig = plots.excitation_map(vectors, blocks, "t").validated()
     assert [t.name for t in fig.data] == [b.name for b in blocks]
     for row, (trace, b) in enumerate(zip(fig.data, blocks)):
         z = np.asarray(trace.z, dtype=float)
@@ -166,32 +166,44 @@ def test_figure6_plot_shows_each_category_mean_on_the_sampled_channels():
 def test_channel_and_depth_plots_carry_their_values():
     b = block("SE_3_1", 6)
     vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6)}
-    fig = plots.channel_plot(vectors, b, np.array([0, 2, 5]))
+    fig = plots.channel_plot(vectors, b, np.array([0, 2, 5])).validated()
     np.testing.assert_allclose(np.asarray(fig.data[1].y), vectors["two"][[0, 2, 5]])
     profile = ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b])
-    fig = plots.depth_profile(profile, [b], list(vectors))
+    fig = plots.depth_profile(profile, [b], list(vectors)).validated()
     np.testing.assert_allclose(np.asarray(fig.data[-1].y), profile["spread"])
     np.testing.assert_allclose(np.asarray(fig.data[0].y), [0.5])
     assert fig.data[-1].yaxis == "y2" and fig.layout.yaxis2.domain[1] < fig.layout.yaxis.domain[0]  # its own panel
     assert fig.layout.xaxis.matches == "x2"  # one block axis for both panels
 
 
-def test_the_explain_figures_are_valid_plotly_although_built_unvalidated():
+def _explain_figures():
+    b = block("SE_3_1", 6)
+    vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6).astype(np.float32)}
+    return [plots.excitation_map({"SE_3_1": vectors["one"], "SE_3_2": np.ones(4)}, [b, block("SE_3_2", 4)], "t"),
+            plots.channel_plot(vectors, b, np.arange(6)),
+            plots.channel_plot({"wide": np.linspace(0, 1, 2048)}, block("SE_5_1", 2048), np.arange(0, 2048, 7)),
+            plots.depth_profile(ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b]), [b], list(vectors))]
+
+
+def test_the_explain_figures_are_valid_plotly_although_built_as_plain_dicts():
     """The builders skip plotly's validation for speed; validating their figures here catches a wrong
     property name or value, as building them validated would."""
+    for fig in _explain_figures():
+        validated = fig.validated()  # raises on anything plotly does not know
+        assert len(validated.data) == len(fig.data) and validated.layout.title.text == fig.layout["title"]["text"]
+    with pytest.raises(ValueError):
+        plots.PlotlyFigure([{"type": "heatmap", "zz": [[1.0]]}], {}).validated()  # what the check above catches
+
+
+def test_the_explain_figures_send_what_plotly_would_send():
+    """``to_json`` (what gr.Plot sends) gives the JSON of plotly's own figure: the same typed arrays (int64
+    channels shrunk as plotly shrinks them, float32 and float64 kept), and the default template."""
     import plotly.graph_objects as go
 
-    b = block("SE_3_1", 6)
-    vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6)}
-    figures = [plots.excitation_map({"SE_3_1": vectors["one"], "SE_3_2": np.ones(4)}, [b, block("SE_3_2", 4)], "t"),
-               plots.channel_plot(vectors, b, np.arange(6)),
-               plots.depth_profile(ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b]), [b], list(vectors))]
-    for fig in figures:
-        validated = go.Figure(fig.to_plotly_json())  # raises on anything plotly does not know
-        assert len(validated.data) == len(fig.data) and validated.layout.title.text == fig.layout.title.text
-    misspelt = go.Figure({"data": [{"type": "heatmap", "zz": [[1.0]]}]}, _validate=False)  # built as the builders do
-    with pytest.raises(ValueError):
-        go.Figure(misspelt.to_plotly_json())  # what the check above catches
+    for fig in _explain_figures():
+        assert json.loads(fig.to_json()) == json.loads(go.Figure(fig.to_plotly_json(), _validate=False).to_json())
+    two_d = json.loads(_explain_figures()[0].to_json())["data"][0]["z"]
+    assert two_d["dtype"] == "f4" and two_d["shape"] == "1, 6"  # a typed array, not a list of numbers
 
 
 def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
