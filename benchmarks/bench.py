@@ -6,10 +6,11 @@ values): full-size ``resnet152d.gluon_in1k`` and ``seresnext101_64x4d.gluon_in1k
 the Hugging Face layout under ``--work-dir`` and loaded through the app's own code. Every figure is the
 median of ``--runs`` runs, and every comparison is a ratio of figures measured in this one run:
 
-* the machine's fp32 peak, from large matrix multiplies;
+* the machine's fp32 peak, from large matrix multiplies (PyTorch's and numpy's, the faster);
 * per model: FLOPs of one forward (counted by ``torch.utils.flop_counter``), eager PyTorch latency, the
-  selected engine's latency, achieved GFLOP/s and the fraction of peak; the ensemble (its members run
-  back to back, as a classify runs them) against the floor (its FLOPs divided by the peak);
+  selected engine's latency (each engine in a process of its own, the two taking turns), achieved GFLOP/s
+  and the fraction of peak; the ensemble (its members run back to back, as a classify runs them) against
+  the floor (its FLOPs divided by the peak);
 * the app's classify request through the Gradio API against the bare forward passes (the app's overhead):
   ``app.py`` runs in a process of its own, as on a Space, and is called the way a browser calls it; the bare
   forwards run in another process, in turns with the requests; the same forwards as the app times them
@@ -50,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_ARCHS = ("resnet152d.gluon_in1k", "seresnext101_64x4d.gluon_in1k")
 DEFAULT_WORK_DIR = Path.home() / ".cache" / "senet-explorer" / "bench"
+TURN_PAUSE_S = 0.2  # between two processes' turns: the last one's threads stop spinning before the next runs
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -238,17 +240,31 @@ class BrowserProtocolClient:
 
 
 # ----------------------------------------------------------------------------------------------- figures
-def forward_latency(specs: list[str], engine: str, runs: int, work_dir: Path) -> dict:
-    """Per model: FLOPs of one forward and the median latency of ``engine`` on one preprocessed view.
+def forward_latency(args: argparse.Namespace, specs: list[str], engine: str, runs: int) -> dict:
+    """Per model: FLOPs of one forward and the median latency of eager PyTorch and of ``engine`` on one
+    preprocessed view; the ensemble's members back to back.
 
-    Run in a process of its own per engine: PyTorch's and ONNX Runtime's thread pools keep spinning
-    between calls and would slow each other down in one process.
+    Each engine runs in a process of its own (PyTorch's and ONNX Runtime's thread pools would slow each
+    other down in one process), and the two take turns, one ensemble forward each, a pause between turns for
+    the other's threads to go idle: run one after the other, they compared different minutes of a machine
+    whose speed drifts (here once the engine's side measured 390 ms, the bare forwards 352 ms a minute later).
     """
-    models, run_once = _ensemble_runner(specs, engine, work_dir)
-    rounds = [run_once() for _ in range(runs + 1)][1:]  # the first round is a warm-up
-    for name in models:
-        models[name]["seconds"] = median_of([r[name] for r in rounds])
-    return {"models": models, "ensemble_s": median_of([sum(r.values()) for r in rounds])}
+    with contextlib.ExitStack() as stack:
+        sides = {"torch": stack.enter_context(BareForwards(args, specs, "torch", count_flops=True))}
+        if engine != "torch":
+            sides[engine] = stack.enter_context(BareForwards(args, specs, engine))
+        rounds = {name: [] for name in sides}
+        for _ in range(runs):
+            for name, side in sides.items():
+                time.sleep(TURN_PAUSE_S)
+                rounds[name].append(side.once_by_model())
+        models = {name: {"gflop": row["gflop"], f"{engine}_backend": sides[engine].models[name]["backend"]}
+                  for name, row in sides["torch"].models.items()}
+    for name, row in models.items():
+        for side, measured in rounds.items():
+            row[f"{side}_s"] = median_of([r[name] for r in measured])
+    return {"models": models, **{f"{side}_ensemble_s": median_of([sum(r.values()) for r in measured])
+                                 for side, measured in rounds.items()}}
 
 
 def _ensemble_runner(specs: list[str], engine: str, work_dir: Path, count_flops: bool = True):
@@ -276,12 +292,13 @@ def _ensemble_runner(specs: list[str], engine: str, work_dir: Path, count_flops:
 
 
 def serve_bare_forwards(args: argparse.Namespace) -> None:
-    """The child of ``BareForwards``: one ensemble forward per line read, its seconds printed back."""
-    _, run_once = _ensemble_runner(args.models, args.engine, args.work_dir, count_flops=False)
+    """The child of ``BareForwards``: one ensemble forward per line read, each member's seconds printed back
+    as JSON; first "ready" and the members (with their FLOPs where asked)."""
+    models, run_once = _ensemble_runner(args.models, args.engine, args.work_dir, count_flops=args.count_flops)
     run_once()  # warm-up
-    print("ready", flush=True)
+    print("ready " + json.dumps(models), flush=True)
     for _ in sys.stdin:
-        print(sum(run_once().values()), flush=True)
+        print(json.dumps(run_once()), flush=True)
 
 
 class BareForwards:
@@ -289,27 +306,34 @@ class BareForwards:
 
     Asked in turns with the app's requests, so that the app's overhead compares figures from the same
     minutes: this machine's speed drifts by up to 10% within minutes. While one side runs, the other waits
-    (the bare process blocked on a read; the idle app wakes up about 40 times a second).
+    (the bare process blocked on a read; the idle app wakes up about 20 times a second).
     """
 
-    def __init__(self, args: argparse.Namespace, specs: list[str], engine: str):
+    def __init__(self, args: argparse.Namespace, specs: list[str], engine: str, count_flops: bool = False):
         command = [sys.executable, __file__, "--child", "bare-forwards", "--engine", engine, "--runs", "1",
                    "--work-dir", str(args.work_dir)] + [f"--model={s}" for s in specs]
+        command += ["--count-flops"] if count_flops else []
         self.log = tempfile.TemporaryFile("w+")
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                         text=True)
-        if self.process.stdout.readline().strip() != "ready":
+        ready = self.process.stdout.readline().strip()
+        if not ready.startswith("ready "):
             why = _tail(self.log)
             self._stop()
             raise RuntimeError(f"the bare-forward process did not start:\n{why}")
+        self.models = json.loads(ready.removeprefix("ready "))  # per member: its backend (and FLOPs)
 
-    def once(self) -> float:
+    def once_by_model(self) -> dict[str, float]:
+        """One ensemble forward: each member's seconds."""
         try:
             self.process.stdin.write("\n")
             self.process.stdin.flush()
-            return float(self.process.stdout.readline())
+            return json.loads(self.process.stdout.readline())
         except (BrokenPipeError, ValueError) as err:
             raise RuntimeError(f"the bare-forward process failed:\n{_tail(self.log)}") from err
+
+    def once(self) -> float:
+        return sum(self.once_by_model().values())
 
     def _stop(self) -> None:
         try:
@@ -640,7 +664,7 @@ def report(r: dict) -> str:
     return "\n".join(lines)
 
 
-CHILD_SECTIONS = ("prepare", "forward", "naive", "peak", "gallery", "bare-forwards", "noop-app")
+CHILD_SECTIONS = ("prepare", "naive", "peak", "gallery", "bare-forwards", "noop-app")
 
 
 def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: str = "torch") -> dict:
@@ -665,8 +689,6 @@ def child(section: str, args: argparse.Namespace) -> None:
         result = {name: services.engine.backend_name(name) for name in services.registry.names}
     elif section == "gallery":
         result = gallery_build(_services(args.models, args.engine, args.work_dir), count=16 if args.quick else 32)
-    elif section == "forward":
-        result = forward_latency(args.models, args.engine, args.runs, args.work_dir)
     elif section == "bare-forwards":
         serve_bare_forwards(args)
         return
@@ -692,6 +714,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 runs, no 100k search, 2 restarts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--child", choices=CHILD_SECTIONS, help=argparse.SUPPRESS)
+    parser.add_argument("--count-flops", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
         args.runs = 3
@@ -713,14 +736,11 @@ def main(argv=None) -> int:
     results.update(run_child("peak", args, specs))
     print(f"{results['machine']}\npeak {results['peak_gflops']:.1f} GFLOP/s", flush=True)
 
-    eager = run_child("forward", args, specs, "torch")
-    engine = run_child("forward", args, specs, args.engine) if args.engine != "torch" else eager
-    results["models"] = {name: {"gflop": row["gflop"], "torch_s": row["seconds"],
-                                f"{args.engine}_s": engine["models"][name]["seconds"],
-                                f"{args.engine}_backend": engine["models"][name]["backend"]}
-                         for name, row in eager["models"].items()}
+    forwards = forward_latency(args, specs, args.engine, runs)
+    results["models"] = forwards["models"]
     rows = results["models"].values()
-    ensemble = {"gflop": sum(r["gflop"] for r in rows), "torch_s": eager["ensemble_s"], "engine_s": engine["ensemble_s"]}
+    ensemble = {"gflop": sum(r["gflop"] for r in rows), "torch_s": forwards["torch_ensemble_s"],
+                "engine_s": forwards[f"{args.engine}_ensemble_s"]}
     ensemble["speedup"] = ensemble["torch_s"] / ensemble["engine_s"]
     ensemble["floor_s"] = ensemble["gflop"] / results["peak_gflops"]
     results["ensemble"] = ensemble
