@@ -100,8 +100,8 @@ def server_stack() -> str:
 
 def peak_gflops(runs: int, sizes: tuple[int, ...] = (2048, 4096)) -> dict[str, float]:
     """The best fp32 GFLOP/s of n×n matrix multiplies, per library: PyTorch's (MKL) and numpy's (OpenBLAS in
-    its wheels). The best of them is the machine's practical peak: on an AMD EPYC here, MKL reached 162
-    GFLOP/s and OpenBLAS 188. The best of several sizes and runs, so that one slow moment does not lower the
+    its wheels). The best of them is the machine's practical peak: on an AMD EPYC here, MKL reached 150–181
+    GFLOP/s and OpenBLAS 175–199. The best of several sizes and runs, so that one slow moment does not lower the
     floor it defines."""
     import numpy as np
     import torch
@@ -240,7 +240,7 @@ class BrowserProtocolClient:
 
 
 # ----------------------------------------------------------------------------------------------- figures
-def forward_latency(args: argparse.Namespace, specs: list[str], engine: str, runs: int) -> dict:
+def forward_latency(args: argparse.Namespace, specs: list[str], engine: str) -> dict:
     """Per model: FLOPs of one forward and the median latency of eager PyTorch and of ``engine`` on one
     preprocessed view; the ensemble's members back to back.
 
@@ -254,7 +254,7 @@ def forward_latency(args: argparse.Namespace, specs: list[str], engine: str, run
         if engine != "torch":
             sides[engine] = stack.enter_context(BareForwards(args, specs, engine))
         rounds = {name: [] for name in sides}
-        for _ in range(runs):
+        for _ in range(args.runs):
             for name, side in sides.items():
                 time.sleep(TURN_PAUSE_S)
                 rounds[name].append(side.once_by_model())
@@ -317,11 +317,12 @@ class BareForwards:
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                         text=True)
         ready = self.process.stdout.readline().strip()
-        if not ready.startswith("ready "):
+        try:
+            self.models = json.loads(ready.removeprefix("ready "))  # per member: its backend (and FLOPs)
+        except ValueError:
             why = _tail(self.log)
             self._stop()
-            raise RuntimeError(f"the bare-forward process did not start:\n{why}")
-        self.models = json.loads(ready.removeprefix("ready "))  # per member: its backend (and FLOPs)
+            raise RuntimeError(f"the bare-forward process did not start:\n{why}") from None
 
     def once_by_model(self) -> dict[str, float]:
         """One ensemble forward: each member's seconds."""
@@ -670,8 +671,8 @@ CHILD_SECTIONS = ("prepare", "naive", "peak", "gallery", "bare-forwards", "noop-
 def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: str = "torch") -> dict:
     """One section of the benchmark in a fresh Python process; its figures come back as JSON.
 
-    Every section that loads the models runs in a process of its own, which ends before the next one
-    starts: ONNX Runtime's and PyTorch's thread pools would slow each other down in one process, and a
+    Every section that loads the models runs in a process of its own (the forwards' two, ``BareForwards``,
+    alive together while they take turns), which ends before the next one starts: ONNX Runtime's and PyTorch's thread pools would slow each other down in one process, and a
     process still holding the models' 2 GB made the restart figure 20% slower here (on this VM, memory
     never touched before is slow to touch the first time), which no real restart pays.
     """
@@ -736,7 +737,7 @@ def main(argv=None) -> int:
     results.update(run_child("peak", args, specs))
     print(f"{results['machine']}\npeak {results['peak_gflops']:.1f} GFLOP/s", flush=True)
 
-    forwards = forward_latency(args, specs, args.engine, runs)
+    forwards = forward_latency(args, specs, args.engine)
     results["models"] = forwards["models"]
     rows = results["models"].values()
     ensemble = {"gflop": sum(r["gflop"] for r in rows), "torch_s": forwards["torch_ensemble_s"],

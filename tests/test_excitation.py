@@ -206,6 +206,33 @@ def test_the_explain_figures_send_what_plotly_would_send():
     assert two_d["dtype"] == "f4" and two_d["shape"] == "1, 6"  # a typed array, not a list of numbers
 
 
+def test_a_figure_of_odd_values_sends_what_plotly_would_send():
+    """Values the Explain figures may come to hold: not-a-number, numpy numbers, arrays plotly sends as lists
+    (in a list, under "range", of a type plotly.js has no typed array for, too large to shrink, empty), and a
+    visitor's image name with markup."""
+    import plotly.graph_objects as go
+
+    traces = [{"type": "scatter", "name": "</script><b>x.png", "x": np.array([0, 2**40, 3]),
+               "y": [float("nan"), np.float32(0.5), float("inf")], "customdata": [np.arange(3), np.ones(2)],
+               "text": np.array(["a", "b"]), "ids": np.array([], np.int64), "selectedpoints": np.array([True, False])}]
+    fig = plots.PlotlyFigure(traces, {"xaxis": {"range": np.array([0.0, 1.0])}})
+    sent = fig.to_json()
+    assert json.loads(sent) == json.loads(go.Figure(fig.to_plotly_json(), _validate=False).to_json())
+    assert "NaN" not in sent and "Infinity" not in sent and "<" not in sent  # JSON.parse reads it; no markup
+    swapped = plots.PlotlyFigure([{"type": "scatter", "y": np.array([1.5, 2.5], dtype=">f8")}], {})
+    assert json.loads(swapped.to_json())["data"][0]["y"] == [1.5, 2.5]  # plotly itself refuses this byte order
+
+
+@pytest.mark.parametrize("template", ["plotly_white", None])
+def test_a_figure_writes_out_its_template_as_plotly_would(template):
+    """A template named in the layout, or none (plotly's default then), is sent in full, as plotly's own
+    figure sends it: plotly.js reads no template by name."""
+    import plotly.graph_objects as go
+
+    fig = plots.PlotlyFigure([{"type": "bar", "y": [1, 2]}], {"template": template})
+    assert json.loads(fig.to_json()) == json.loads(go.Figure(fig.to_plotly_json()).to_json())
+
+
 def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
     from matplotlib import colormaps
 
