@@ -245,9 +245,11 @@ def forward_latency(args: argparse.Namespace, specs: list[str], engine: str) -> 
     preprocessed view; the ensemble's members back to back.
 
     Each engine runs in a process of its own (PyTorch's and ONNX Runtime's thread pools would slow each
-    other down in one process), and the two take turns, one ensemble forward each, a pause between turns for
-    the other's threads to go idle: run one after the other, they compared different minutes of a machine
-    whose speed drifts (here once the engine's side measured 390 ms, the bare forwards 352 ms a minute later).
+    other down in one process), and the two take turns, a pause between turns for the other's threads to go
+    idle: run one after the other, they compared different minutes of a machine whose speed drifts (here
+    once the engine's side measured 390 ms, the bare forwards 352 ms a minute later). A turn is two ensemble
+    forwards, the second timed: right after the other process, eager PyTorch's forward took 483-514 ms in
+    four runs, where back to back it took 412-479 ms; ONNX Runtime's about the same either way.
     """
     with contextlib.ExitStack() as stack:
         sides = {"torch": stack.enter_context(BareForwards(args, specs, "torch", count_flops=True))}
@@ -257,6 +259,7 @@ def forward_latency(args: argparse.Namespace, specs: list[str], engine: str) -> 
         for _ in range(args.runs):
             for name, side in sides.items():
                 time.sleep(TURN_PAUSE_S)
+                side.once_by_model()  # untimed: the process comes back to its forward warm, as back to back
                 rounds[name].append(side.once_by_model())
         models = {name: {"gflop": row["gflop"], f"{engine}_backend": sides[engine].models[name]["backend"]}
                   for name, row in sides["torch"].models.items()}
