@@ -100,8 +100,8 @@ def server_stack() -> str:
 
 def peak_gflops(runs: int, sizes: tuple[int, ...] = (2048, 4096)) -> dict[str, float]:
     """The best fp32 GFLOP/s of n×n matrix multiplies, per library: PyTorch's (MKL) and numpy's (OpenBLAS in
-    its wheels). The best of them is the machine's practical peak: on an AMD EPYC here, MKL reached 150–181
-    GFLOP/s and OpenBLAS 175–199. The best of several sizes and runs, so that one slow moment does not lower the
+    its wheels). The best of them is the machine's practical peak: on an AMD EPYC here, MKL reached 137–182
+    GFLOP/s and OpenBLAS 175–200. The best of several sizes and runs, so that one slow moment does not lower the
     floor it defines."""
     import numpy as np
     import torch
@@ -249,7 +249,8 @@ def forward_latency(args: argparse.Namespace, specs: list[str], engine: str) -> 
     idle: run one after the other, they compared different minutes of a machine whose speed drifts (here
     once the engine's side measured 390 ms, the bare forwards 352 ms a minute later). A turn is two ensemble
     forwards, the second timed: right after the other process, eager PyTorch's forward took 483-514 ms in
-    four runs, where back to back it took 412-479 ms; ONNX Runtime's about the same either way.
+    four runs, where warm it took 389-479 ms in the runs around them; ONNX Runtime's about the same either
+    way.
     """
     with contextlib.ExitStack() as stack:
         sides = {"torch": stack.enter_context(BareForwards(args, specs, "torch", count_flops=True))}
