@@ -73,7 +73,7 @@ def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], ti
          "hovertemplate": f"block {block.name}<br>channel %{{x}}<br>excitation %{{z:.3f}}<extra></extra>"}
         for row, block in enumerate(blocks)
     ]
-    return _figure(heatmaps, {
+    return PlotlyFigure(heatmaps, {
         "title": {"text": title}, "height": max(320, 18 * len(blocks) + 120),
         "margin": {"l": 80, "r": 20, "t": 50, "b": 40},
         "coloraxis": {"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0, "colorbar": {"title": {"text": "s"}}},
@@ -93,7 +93,7 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
         for i, (name, vector) in enumerate(series.items())
     ]
     sampled = "" if len(channels) == block.channels else f", {len(channels)} evenly sampled channels"
-    return _figure(lines, {
+    return PlotlyFigure(lines, {
         "title": {"text": f"{block.name}: C={block.channels}{sampled}"}, "height": 400, "margin": {"t": 90},
         "xaxis": {"title": {"text": "channel index"}},
         "yaxis": {"title": {"text": "excitation s_c"}, "range": [0, 1.02]},
@@ -115,7 +115,7 @@ def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_n
                    "marker": {"color": "#555"}, "xaxis": "x2", "yaxis": "y2",
                    "hovertemplate": "%{x}<br>mean pairwise RMS distance %{y:.3f}<extra></extra>"})
     # two stacked panels sharing the block axis (what make_subplots builds, at a fraction of its cost)
-    return _figure(traces, {
+    return PlotlyFigure(traces, {
         "title": {"text": "Depth profile"}, "height": 520, "legend": {"orientation": "h"},
         "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
         "yaxis": {"domain": [0.37, 1.0], "title": {"text": "mean ± std over channels"}},
@@ -150,10 +150,6 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
     fig.update_layout(title="Mean excitation per gallery category (SENet paper, Figure 6)",
                       height=300 * rows + 80, legend={"orientation": "h"})
     return fig
-
-
-def _figure(traces: list[dict], layout: dict) -> PlotlyFigure:
-    return PlotlyFigure(traces, layout)
 
 
 @lru_cache(maxsize=4)
