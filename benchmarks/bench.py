@@ -676,9 +676,10 @@ def run_child(section: str, args: argparse.Namespace, specs: list[str], engine: 
     """One section of the benchmark in a fresh Python process; its figures come back as JSON.
 
     Every section that loads the models runs in a process of its own (the forwards' two, ``BareForwards``,
-    alive together while they take turns), which ends before the next one starts: ONNX Runtime's and PyTorch's thread pools would slow each other down in one process, and a
-    process still holding the models' 2 GB made the restart figure 20% slower here (on this VM, memory
-    never touched before is slow to touch the first time), which no real restart pays.
+    alive together while they take turns), which ends before the next one starts: ONNX Runtime's and
+    PyTorch's thread pools would slow each other down in one process, and a process still holding the
+    models' 2 GB made the restart figure 20% slower here (on this VM, memory never touched before is slow
+    to touch the first time), which no real restart pays.
     """
     command = [sys.executable, __file__, "--child", section, "--engine", engine, "--runs", str(args.runs),
                "--work-dir", str(args.work_dir)] + [f"--model={s}" for s in specs] + (["--quick"] if args.quick else [])
