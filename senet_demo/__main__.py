@@ -174,7 +174,7 @@ def _gallery_search(args):
 
 
 def _query_files(sources: list[str]) -> list[Path]:
-    from .gallery import IMAGE_SUFFIXES
+    from .images import IMAGE_SUFFIXES
 
     files = []
     for source in map(Path, sources):
@@ -229,7 +229,7 @@ def _explain(args) -> int:
         print(f"{name} has no Squeeze-and-Excitation blocks; there is nothing to explain.", file=sys.stderr)
         return 1
     outputs = services.engine.run(name, load_image(args.image, services.config.limits))
-    blocks = services.engine.se_blocks(name)
+    blocks = services.registry.se_blocks(name)
     rows = [
         {"name": b.name, "path": b.path, "channels": b.channels, "reduction": b.reduction,
          "excitation": [round(float(v), 6) for v in outputs.excitations[b.name]]}

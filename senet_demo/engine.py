@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
@@ -32,8 +31,9 @@ from .config import ENGINE_CHOICES
 from .ensemble import tta_batch
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
+from .storage import LRUCache
 from .se_blocks import (MAP_CHANNELS, SEBlock, capture_excitations, capture_se_inputs, excitation_disabled,
-                        find_se_blocks, map_blocks)
+                        map_blocks)
 
 log = logging.getLogger(__name__)
 
@@ -55,36 +55,6 @@ class Outputs:
     latency_ms: float = 0.0  # wall time of the forward pass that produced this
     views: int = 1
     from_cache: bool = False  # True when served from the cache (latency_ms is then the original pass's)
-
-
-class LRUCache:
-    """A small thread-safe LRU map with hit/miss counters."""
-
-    def __init__(self, max_entries: int):
-        self.max_entries = max_entries
-        self._items: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, key):
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return self._items[key]
-            self.misses += 1
-            return None
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._items[key] = value
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 # (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)}, {SE_s_b: input maps U (V, C, H, W)} of map_blocks)
@@ -135,7 +105,6 @@ class Engine:
         self.onnx_dir = onnx_dir
         self.cache = LRUCache(cache_entries or registry.config.limits.result_cache_entries)
         self._batches = LRUCache(4)  # preprocessed views of the latest images (a ten-crop batch is 6 MB)
-        self._blocks: dict[str, list[SEBlock]] = {}
         self._backends: dict[str, Backend] = {}
         self._backend_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
@@ -169,7 +138,7 @@ class Engine:
         from . import onnx_backend
 
         loaded = self.registry.get(name)
-        eager = EagerBackend(loaded.model, self.se_blocks(name))
+        eager = EagerBackend(loaded.model, self.registry.se_blocks(name))
         if self.mode == "torch":
             return eager
         if self.onnx_dir is None:
@@ -178,18 +147,12 @@ class Engine:
             self.onnx_dir = default_cache_dir(self.registry.config.weights_dir)
         try:
             threads = self.registry.config.queue.threads_per_forward  # as PyTorch's (set in ui/queue.py)
-            return onnx_backend.prepare(loaded, self.se_blocks(name), self.onnx_dir, eager.forward, threads)
+            return onnx_backend.prepare(loaded, self.registry.se_blocks(name), self.onnx_dir, eager.forward, threads)
         except onnx_backend.OnnxUnavailable as err:
             eager.reason = f"ONNX Runtime not used: {err}"
             level = logging.WARNING if self.mode == "onnx" else logging.INFO
             log.log(level, "%s: eager PyTorch; %s", name, eager.reason)
             return eager
-
-    def se_blocks(self, name: str) -> list[SEBlock]:
-        """The SE blocks of a model (empty for models without SE)."""
-        if name not in self._blocks:
-            self._blocks[name] = find_se_blocks(self.registry.get(name).model)
-        return self._blocks[name]
 
     def run(self, name: str, image: Image.Image, tta: str = "none", digest: str | None = None) -> Outputs:
         """One model's outputs for ``image``; ``digest`` is its ``content_hash`` where the caller has it already
@@ -226,7 +189,7 @@ class Engine:
         """
         loaded = self.registry.get(name)
         with excitation_disabled(loaded.model, disabled):
-            eager = EagerBackend(loaded.model, self.se_blocks(name))
+            eager = EagerBackend(loaded.model, self.registry.se_blocks(name))
             return self._forward(loaded, tta_batch(loaded.transform, image), eager)
 
     def feature_maps(self, name: str, image: Image.Image, block: SEBlock, channels: list[int],

@@ -11,20 +11,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .engine import Engine, LRUCache, Outputs
+from .engine import Engine, Outputs
 from .excitation import figure6_blocks
-from .images import WORKING_SIDE, ImageError, load_image
+from .images import IMAGE_SUFFIXES, WORKING_SIDE, ImageError, load_image
+from . import storage
+from .storage import LRUCache, atomic_write
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 BATCH_SIZE = 16
 MEMORY_ENTRIES = 20_000  # outputs kept in memory; older ones are read back from disk
 
@@ -75,24 +75,17 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def default_cache_dir() -> Path:
-    """Beside the Hugging Face cache, so it survives restarts and is shared by checkouts."""
-    from huggingface_hub.constants import HF_HOME
-
-    return Path(HF_HOME) / "senet-explorer" / "features"
-
-
 class FeatureStore:
     """Forward-pass outputs of gallery images, persisted per (model, weights, image)."""
 
     def __init__(self, engine: Engine, cache_dir: Path | None = None):
         self.engine = engine
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir else storage.cache_dir("features")
         self._memory = LRUCache(MEMORY_ENTRIES)  # (model key, digest) -> outputs read or computed this run
 
     def kept_excitations(self, model_name: str) -> set[str]:
         """Only the Figure-6 blocks are stored: enough for the paper's analysis, small on disk."""
-        return {b.name for b in figure6_blocks(self.engine.se_blocks(model_name))}
+        return {b.name for b in figure6_blocks(self.engine.registry.se_blocks(model_name))}
 
     def outputs(
         self,
@@ -170,9 +163,8 @@ def _write(path: Path, out: Outputs) -> None:
     arrays.update({f"se:{name}": vector for name, vector in out.excitations.items()})
     # A name per writer: two requests may store the same entry at once, and with one shared name the
     # first to finish would move the other's half-written file into place (or away from under it).
-    tmp = path.with_name(f"{path.stem}.{secrets.token_hex(8)}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)  # atomic: a crash never leaves a half-written entry
+    with atomic_write(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)
 
 
 def _read(path: Path, model_name: str) -> Outputs | None:

@@ -32,6 +32,8 @@ READABLE = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 WORKING_SIDE = 640
 
 
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}  # files read as images
+
 class ImageError(ValueError):
     """An input that is not a usable image; the message is meant for the user."""
 

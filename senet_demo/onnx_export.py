@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from .ensemble import tta_batch
 from .models import LoadedModel
 from .onnx_layout import LayoutRewrites, blocked_layout_width, fit_blocked_layout
 from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
+from .storage import atomic_write, cache_dir
 from .weights import file_sha256
 
 log = logging.getLogger(__name__)
@@ -103,10 +103,7 @@ def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> tupl
     _, height, width = loaded.data_config["input_size"]
     example = torch.zeros(2, 3, height, width)  # batch 2: the batch axis is never specialised to 1
     names = output_names(blocks)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".onnx.tmp", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
             torch.onnx.export(
@@ -118,10 +115,7 @@ def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> tupl
         rewrites = fit_blocked_layout(graph, blocked_layout_width())
         onnx.save(graph, tmp)
         del graph
-        digest = file_sha256(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+        digest = file_sha256(tmp)
     return digest, rewrites
 
 
@@ -188,10 +182,8 @@ def validate(loaded: LoadedModel, eager: Callable[[torch.Tensor], ForwardResult]
 
 
 def write_sidecar(path: Path, record: dict) -> None:
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".json.tmp", dir=path.parent)
-    with os.fdopen(handle, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def read_sidecar(path: Path) -> dict | None:
@@ -212,6 +204,4 @@ def default_cache_dir(weights_dir: Path) -> Path:
             return preferred
     except OSError:
         pass
-    from huggingface_hub.constants import HF_HOME
-
-    return Path(HF_HOME) / "senet-explorer" / "onnx"
+    return cache_dir("onnx")

@@ -9,7 +9,6 @@ faiss HNSW index for large ones. Metrics are leave-one-out P@1, P@5 and mAP.
 """
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .engine import Outputs
+from .storage import atomic_write
 
 ENSEMBLE = "ensemble"
 LOGSOFTMAX = "logsoftmax"
@@ -76,10 +76,8 @@ class CosineIndex:
         index.hnsw.efSearch = 128
         index.add(vectors)
         if path is not None:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(path).with_suffix(f".{secrets.token_hex(8)}.tmp")  # unique per writer
-            faiss.write_index(index, str(tmp))
-            tmp.replace(path)
+            with atomic_write(path) as tmp:
+                faiss.write_index(index, str(tmp))
         return index
 
     def __len__(self) -> int:

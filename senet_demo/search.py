@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from .engine import LRUCache
+from .storage import LRUCache
 from .gallery import GalleryItem
 from .images import content_hash
 from .retrieval import ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out

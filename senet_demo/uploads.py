@@ -20,8 +20,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .config import Limits
-from .gallery import IMAGE_SUFFIXES, GalleryItem, file_digest
-from .images import ImageError, load_image, shown_name, size_text
+from .gallery import GalleryItem, file_digest
+from .images import IMAGE_SUFFIXES, ImageError, load_image, shown_name, size_text
 
 DEFAULT_LABEL = "uploaded"
 MAX_SKIP_MESSAGES = 10

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import ModelSpec, SpecError
+from .storage import atomic_write, cache_dir
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -87,13 +87,11 @@ def remembered_sha256(file: Path) -> str:
         records = _read_records(store)
         records.pop(key, None)
         records[key] = {"signature": signature, "sha256": digest}
-        tmp = store.with_name(f"{store.name}.{secrets.token_hex(6)}.tmp")
         try:
-            store.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:])))
-            tmp.replace(store)  # atomic: another process reads the old or the new record, never half of one
+            with atomic_write(store) as tmp:  # another process reads the old or the new record, never half of one
+                tmp.write_text(json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:])))
         except OSError:  # a read-only home or a full disk: hash again next time
-            tmp.unlink(missing_ok=True)
+            pass
     return digest
 
 
@@ -110,9 +108,7 @@ _IDENTITY_LOCK = threading.Lock()
 
 
 def _identity_store() -> Path:
-    from huggingface_hub.constants import HF_HOME
-
-    return Path(HF_HOME) / "senet-explorer" / "weights-sha256.json"
+    return cache_dir("weights-sha256.json")
 
 
 def _read_records(store: Path) -> dict:

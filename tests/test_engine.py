@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from helpers import encode, random_image
-from senet_demo.engine import Engine, LRUCache
+from senet_demo.engine import Engine
+from senet_demo.storage import LRUCache
 from senet_demo.ensemble import tta_batch
 from senet_demo.images import load_image
 from senet_demo.se_blocks import hook_count
@@ -44,7 +45,7 @@ def test_log_probs_are_of_the_mean_logits(engine, tiny_registry, senet_name, pho
 
 
 def test_excitations_of_the_se_model(engine, tiny_senet, senet_name, photo):
-    blocks = engine.se_blocks(senet_name)
+    blocks = engine.registry.se_blocks(senet_name)
     assert len(blocks) == sum(tiny_senet.layers)  # one SE module per bottleneck block
     outputs = engine.run(senet_name, photo)
     assert set(outputs.excitations) == {b.name for b in blocks}
@@ -64,7 +65,7 @@ def test_excitations_are_the_mean_over_views(engine, tiny_registry, senet_name, 
     handles = [
         loaded.model.get_submodule(block.path).gate.register_forward_hook(
             lambda module, inputs, output, name=block.name: captured.__setitem__(name, output.flatten(1)))
-        for block in engine.se_blocks(senet_name)
+        for block in engine.registry.se_blocks(senet_name)
     ]
     try:
         with torch.no_grad():
@@ -80,7 +81,7 @@ def test_excitations_are_the_mean_over_views(engine, tiny_registry, senet_name, 
 
 
 def test_resnet_d_has_no_excitations(engine, resnet_name, photo):
-    assert engine.se_blocks(resnet_name) == []
+    assert engine.registry.se_blocks(resnet_name) == []
     assert engine.run(resnet_name, photo).excitations == {}
 
 
@@ -122,7 +123,7 @@ def test_hooks_are_removed_when_the_forward_raises(engine, tiny_registry, senet_
     with pytest.raises(RuntimeError, match="head exploded"):
         engine.run(senet_name, photo)
     # hooks were in place: one per SE gate, and one on the default block for its input maps
-    assert during and during[0] == before + len(engine.se_blocks(senet_name)) + 1
+    assert during and during[0] == before + len(engine.registry.se_blocks(senet_name)) + 1
     assert hook_count(model) == before
     assert len(engine.cache) == 0  # a failed run caches nothing
     monkeypatch.undo()
@@ -243,7 +244,7 @@ def test_default_block_tiles_come_from_the_shared_pass(engine, tiny_registry, se
     from senet_demo.se_blocks import MAP_CHANNELS, default_block
 
     image = random_image(seed=31)
-    blocks = engine.se_blocks(senet_name)
+    blocks = engine.registry.se_blocks(senet_name)
     block = next(b for b in blocks if b.name == default_block(blocks))
     outputs = engine.run(senet_name, image)
     passes = engine.forward_passes
@@ -262,7 +263,7 @@ def test_other_blocks_and_channels_take_an_eager_pass(engine, tiny_registry, sen
     from senet_demo.se_blocks import default_block
 
     image = random_image(seed=32)
-    blocks = engine.se_blocks(senet_name)
+    blocks = engine.registry.se_blocks(senet_name)
     default = next(b for b in blocks if b.name == default_block(blocks))
     outputs = engine.run(senet_name, image)
     middle = [c for c in range(default.channels) if c not in outputs.channel_maps[default.name]][:3]

@@ -146,7 +146,7 @@ def test_ablate_with_just_an_image_shows_before_after_and_the_change(app):
     image = load_image(app["query"])
     labels = services.registry.get(spec).labels
     normal = services.engine.run(spec, image)
-    ablated = services.engine.run_ablated(spec, image, services.engine.se_blocks(spec))  # "all SE blocks"
+    ablated = services.engine.run_ablated(spec, image, services.registry.se_blocks(spec))  # "all SE blocks"
     top1 = int(normal.probs.argmax())
     assert before["label"] == labels[top1]
     assert after["label"] == labels[int(ablated.probs.argmax())]
@@ -229,7 +229,7 @@ def test_all_six_views_work_for_other_se_families(other_families_app, family):
     app = other_families_app
     spec, client, services = app["specs"][family], app["client"], app["services"]
     reference = services.engine.run(spec, load_image(app["query"]))
-    blocks = services.engine.se_blocks(spec)
+    blocks = services.registry.se_blocks(spec)
     chosen = default_block(blocks)
 
     text, excitation_map, channel_plot, depth_plot, tiles = client.predict(
@@ -264,9 +264,9 @@ def test_a_block_of_any_explain_model_can_be_asked_for_by_name(other_families_ap
 
     app = other_families_app
     client, services = app["client"], app["services"]
-    shown = {b.name for b in services.engine.se_blocks(app["specs"]["legacy-senet"])}  # the first SE model's
+    shown = {b.name for b in services.registry.se_blocks(app["specs"]["legacy-senet"])}  # the first SE model's
     spec = app["specs"]["efficientnet"]
-    first = next(b.name for b in services.engine.se_blocks(spec) if b.name not in shown)
+    first = next(b.name for b in services.registry.se_blocks(spec) if b.name not in shown)
     text, *_ = client.predict(image=_image(app["query"]), model=spec, block_name=first, api_name="/explain")
     assert f"**{first}**" in text
     _, _, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice=first, api_name="/ablate")

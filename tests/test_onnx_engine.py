@@ -100,7 +100,7 @@ def test_onnx_runtime_outputs_match_eager(onnx_services, engine, resnet_name, se
         assert ort.views == eager.views == {"none": 1, "flip": 2, "tencrop": 10}[tta]
         assert_same_outputs(ort, eager)
     assert set(onnx_services.engine.run(senet_name, image, tta).excitations) == {
-        b.name for b in onnx_services.engine.se_blocks(senet_name)}
+        b.name for b in onnx_services.registry.se_blocks(senet_name)}
     assert onnx_services.engine.run(resnet_name, image, tta).excitations == {}  # no SE, no SE outputs
 
 
@@ -111,7 +111,7 @@ def test_other_se_families_match_eager(tmp_path, family):
     image = sm.picture(2)
     ort = services.engine.run(spec, image, "tencrop")
     assert services.engine.backend_name(spec) == "onnxruntime"
-    assert len(ort.excitations) == len(services.engine.se_blocks(spec)) > 0
+    assert len(ort.excitations) == len(services.registry.se_blocks(spec)) > 0
     assert_same_outputs(ort, eager.engine.run(spec, image, "tencrop"))
 
 
@@ -125,7 +125,7 @@ def test_graph_outputs_are_named_after_the_se_blocks(onnx_services, onnx_root, s
     onnx_services.engine.run(senet_name, random_image())
     backend = onnx_services.engine.backend(senet_name)
     names = [o.name for o in backend.session.get_outputs()]
-    blocks = onnx_services.engine.se_blocks(senet_name)
+    blocks = onnx_services.registry.se_blocks(senet_name)
     # the default block's input maps last: the last block of the second-to-last stage
     assert names == ["logits", "embedding", *(b.name for b in blocks), f"U_{blocks[-2].name}"]
     assert backend.session.get_inputs()[0].shape[0] == "batch"  # dynamic: ten crops in one call
@@ -148,7 +148,7 @@ def test_the_record_holds_the_validation(onnx_services, onnx_root, resnet_name, 
         assert record["layout"]["block"] == block and graph.stem.endswith(f"-b{block}")
     senext_record = json.loads(next(g for g in graphs if g.name.startswith("seresnext")).with_suffix(".json").read_text())
     if onnx_layout.blocked_layout_width():  # every SE block and the narrow grouped convs rewritten for the layout
-        blocks = onnx_services.engine.se_blocks(senet_name)
+        blocks = onnx_services.registry.se_blocks(senet_name)
         assert senext_record["layout"]["squeezes"] == senext_record["layout"]["broadcasts"] == len(blocks)
         model = onnx_services.registry.get(senet_name).model
         narrow = [m for m in model.modules()
@@ -398,7 +398,7 @@ def test_ablation_and_feature_maps_stay_eager(onnx_services, engine, senet_name)
     image = random_image(seed=8)
     normal = onnx_services.engine.run(senet_name, image)
     assert onnx_services.engine.backend_name(senet_name) == "onnxruntime"
-    blocks = onnx_services.engine.se_blocks(senet_name)
+    blocks = onnx_services.registry.se_blocks(senet_name)
     ablated = onnx_services.engine.run_ablated(senet_name, image, blocks[-2:])
     assert np.abs(ablated.probs - normal.probs).max() > 1e-3  # switching SE off changes the prediction
     for name in (b.name for b in blocks[-2:]):
@@ -453,7 +453,7 @@ def test_onnx_runtime_serves_the_default_blocks_maps(onnx_services, engine, sene
 
     image = random_image(seed=41)
     fast = onnx_services.engine
-    blocks = fast.se_blocks(senet_name)
+    blocks = fast.registry.se_blocks(senet_name)
     block = next(b for b in blocks if b.name == default_block(blocks))
     outputs = fast.run(senet_name, image)
     assert fast.backend_name(senet_name) == "onnxruntime"

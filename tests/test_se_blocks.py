@@ -150,7 +150,7 @@ def test_engine_run_through_a_spec_folder_gives_the_se_formula(family, tmp_path)
     reference = sm.shared(family)  # the very weights that were exported, rebuilt in memory
     x = registry.get(spec).transform(image).unsqueeze(0)
     blocks = find_se_blocks(reference)
-    assert [b.name for b in engine.se_blocks(spec)] == [b.name for b in blocks]
+    assert [b.name for b in engine.registry.se_blocks(spec)] == [b.name for b in blocks]
     inputs, handles = sm.record_se_inputs(reference, [b.path for b in blocks])
     with torch.no_grad():
         logits = reference(x)
@@ -209,7 +209,7 @@ def test_engine_run_ablated_equals_identity_replacement(tmp_path):
     registry = ModelRegistry(AppConfig.from_specs([spec], offline=True, weights_dir=tmp_path / "w"))
     engine = Engine(registry)
     image = sm.picture(8)
-    blocks = engine.se_blocks(spec)
+    blocks = engine.registry.se_blocks(spec)
     stage5 = [b for b in blocks if b.stage == 5]
     out = engine.run_ablated(spec, image, stage5)
     x = registry.get(spec).transform(image).unsqueeze(0)
@@ -359,7 +359,7 @@ def test_engine_removes_its_hooks_when_the_head_raises(se_services, monkeypatch)
     services, spec = se_services
     engine = Engine(services.registry)
     model = services.registry.get(spec).model
-    blocks = engine.se_blocks(spec)
+    blocks = engine.registry.se_blocks(spec)
     baseline = hook_count(model)
 
     def broken_head(*args, **kwargs):

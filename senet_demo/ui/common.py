@@ -10,7 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from ..classify import NoModelAnswered
-from ..gallery import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from ..images import ImageError, load_image
 from ..models import ModelLoadError
 from ..services import Services

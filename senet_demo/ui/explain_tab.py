@@ -77,7 +77,7 @@ def build(services: Services) -> TabEvent:
         return registry.architecture_problem(model) or no_se_text(display_name(services, model), se_labels)
 
     def block_by_name(model: str, block_name: str | None) -> SEBlock:
-        blocks = engine.se_blocks(model)
+        blocks = registry.se_blocks(model)
         wanted = default_block(blocks) if block_name in (None, AUTO_BLOCK) else block_name
         chosen = next((b for b in blocks if b.name == wanted), None)
         if chosen is None:
@@ -103,7 +103,7 @@ def build(services: Services) -> TabEvent:
         series = compared_images(image, picks, uploads)
         digests = [content_hash(picture) for _, picture in series]  # once each, for the pass and the maps
         outputs = [engine.run(model, picture, digest=digest) for (_, picture), digest in zip(series, digests)]
-        blocks = engine.se_blocks(model)
+        blocks = registry.se_blocks(model)
         main = outputs[0].excitations
         channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
         per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
@@ -134,7 +134,7 @@ def build(services: Services) -> TabEvent:
             raise gr.Error("No gallery is configured; start the app with --gallery DIR.")
         by_digest = services.features.outputs_by_digest(model, items, progress=lambda f, d: progress(f, desc=d))
         decoded = [item for item in items if item.digest in by_digest]  # undecodable files are skipped
-        chosen = ex.figure6_blocks(engine.se_blocks(model))
+        chosen = ex.figure6_blocks(registry.se_blocks(model))
         means = ex.category_means([by_digest[i.digest].excitations for i in decoded], [i.label for i in decoded],
                                   [b.name for b in chosen])
         return plots.figure6(means, chosen, ex.PAPER_SAMPLED_CHANNELS if sample50 else None)
@@ -144,7 +144,7 @@ def build(services: Services) -> TabEvent:
         blocks = registry.se_blocks(model)
         if not blocks:
             raise gr.Error(why_nothing(model))
-        disabled = blocks_to_disable(engine.se_blocks(model), choice)  # before any forward, as in on_explain
+        disabled = blocks_to_disable(registry.se_blocks(model), choice)  # before any forward, as in on_explain
         picture = decode(image, services)
         labels = registry.get(model).labels
         before = engine.run(model, picture)

@@ -35,7 +35,7 @@ from gradio.image_utils import encode_image_to_base64
 from gradio_client.utils import get_mimetype, is_http_url_like
 from PIL import Image
 
-from ..gallery import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES
 from ..services import Services
 from .queue import inference
 
