@@ -5,6 +5,11 @@ Each image's forward-pass outputs are stored on disk under
 ``<cache>/<model>@<weights identity>/<sha256 of the file>.npz``, so a restart
 re-embeds nothing and adding one image embeds only that image. Missing entries
 are computed in batches with a progress callback.
+
+A stored entry is checked when read (the model identity it was written for, the shapes and dtypes
+of that model's outputs, finite values); one that fails is logged with its path and recomputed.
+When the store cannot be written (a read-only or full folder) features stay in memory: the
+store says so once at start (``FeatureStore.warning``) and every request still gets its answer.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from .engine import Engine, Outputs
 from .excitation import figure6_blocks
 from .images import IMAGE_SUFFIXES, WORKING_SIDE, ImageError, load_image
 from . import storage
-from .storage import LRUCache, atomic_write
+from .storage import LRUCache
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +80,22 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def gallery_problem(root: Path | str) -> str | None:
+    """Why ``root`` cannot serve as a gallery (missing, not a folder, no ``<label>/<image>`` inside), or None."""
+    root = Path(root)
+    if not root.exists():
+        return (f"Gallery folder {root} does not exist. Fix: give a folder with one sub-folder per label, "
+                f"e.g. --gallery gallery.")
+    if not root.is_dir():
+        return f"Gallery {root} is not a folder. Fix: give a folder with one sub-folder per label."
+    try:
+        if not scan(root):
+            return f"Gallery folder {root} holds no images in <label>/ sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})."
+    except OSError as err:
+        return f"Gallery folder {root} cannot be read ({err.strerror or type(err).__name__})."
+    return None
+
+
 class FeatureStore:
     """Forward-pass outputs of gallery images, persisted per (model, weights, image)."""
 
@@ -82,6 +103,16 @@ class FeatureStore:
         self.engine = engine
         self.cache_dir = Path(cache_dir) if cache_dir else storage.cache_dir("features")
         self._memory = LRUCache(MEMORY_ENTRIES)  # (model key, digest) -> outputs read or computed this run
+        # Checked once at start, so an operator learns of a read-only or full cache folder before any
+        # visitor does; shown in the Models panel. None when the store can be written.
+        self.warning = storage.writable_problem(self.cache_dir)
+        if self.warning:
+            self.warning = (f"Gallery features cannot be stored: {self.warning}. They are kept in memory "
+                            f"and computed again after a restart.")
+            log.warning("%s", self.warning)
+        else:
+            storage.remove_stale_temporaries(self.cache_dir)
+        self._write_failed = False
 
     def kept_excitations(self, model_name: str) -> set[str]:
         """Only the Figure-6 blocks are stored: enough for the paper's analysis, small on disk."""
@@ -108,14 +139,18 @@ class FeatureStore:
         progress: Callable[[float, str], None] | None = None,
     ) -> dict[str, Outputs]:
         """Outputs by file digest for every decodable item, computing (batched) and storing only the missing ones."""
-        key = self.engine.registry.get(model_name).key
+        loaded = self.engine.registry.get(model_name)
+        key = loaded.key
         # Stored features hold for these weights and for pictures decoded at this working size.
         folder = self.cache_dir / _safe_name(f"{key}@{WORKING_SIDE}px")
         kept = self.kept_excitations(model_name)
+        shapes = self._expected_shapes(model_name, kept)
         results: dict[str, Outputs] = {}
         missing = []
         for item in items:
-            stored = self._memory.get((key, item.digest)) or _read(folder / f"{item.digest}.npz", model_name)
+            stored = self._memory.get((key, item.digest))
+            if stored is None and item.persist:
+                stored = _read(folder / f"{item.digest}.npz", model_name, key, shapes)
             if stored is None:
                 missing.append(item)
                 continue
@@ -136,13 +171,29 @@ class FeatureStore:
                 continue
             for item, out in zip(decoded, self.engine.run_batch(model_name, images)):
                 out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept})
-                if item.persist:
-                    _write(folder / f"{item.digest}.npz", out)
+                if item.persist and not self._write_failed:
+                    # After one failed write (full disk, read-only folder) the rest of this run stays in memory
+                    # rather than logging, and leaving behind, one failure per image.
+                    self._write_failed = not _write(folder / f"{item.digest}.npz", out, key)
                 self._memory.put((key, item.digest), out)
                 results[item.digest] = out
         if progress and missing:
             progress(1.0, "Gallery features ready")
         return results
+
+    def _expected_shapes(self, model_name: str, kept: set[str]) -> dict[str, tuple[int, ...]]:
+        """The shape of every array a valid entry of this model holds."""
+        loaded = self.engine.registry.get(model_name)
+        shapes = {"probs": (loaded.num_classes,), "log_probs": (loaded.num_classes,),
+                  "embedding": (_embedding_size(loaded.model),)}
+        shapes.update({f"se:{b.name}": (b.channels,) for b in self.engine.registry.se_blocks(model_name)
+                       if b.name in kept})
+        return shapes
+
+
+def _embedding_size(model) -> int:
+    """Width of timm's pre-logits features (``head_hidden_size`` where a head adds a layer before the classifier)."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
 def _safe_name(text: str, limit: int = 150) -> str:
@@ -157,28 +208,42 @@ def _safe_name(text: str, limit: int = 150) -> str:
     return f"{name[:limit - 33]}-{hashlib.sha256(text.encode()).hexdigest()[:32]}"
 
 
-def _write(path: Path, out: Outputs) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"probs": out.probs, "log_probs": out.log_probs, "embedding": out.embedding}
+def _write(path: Path, out: Outputs, key: str) -> bool:
+    """Store one entry with the model identity it belongs to; False when the folder cannot be written."""
+    arrays = {"model_key": np.array(key), "probs": out.probs, "log_probs": out.log_probs, "embedding": out.embedding}
     arrays.update({f"se:{name}": vector for name, vector in out.excitations.items()})
     # A name per writer: two requests may store the same entry at once, and with one shared name the
     # first to finish would move the other's half-written file into place (or away from under it).
-    with atomic_write(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+    return storage.write_or_warn(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz",
+                                 what="gallery features")
 
 
-def _read(path: Path, model_name: str) -> Outputs | None:
-    if not path.is_file():
+def _read(path: Path, model_name: str, key: str, shapes: dict[str, tuple[int, ...]]) -> Outputs | None:
+    def read(file: Path) -> dict[str, np.ndarray]:
+        with np.load(file, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+
+    def check(arrays: dict[str, np.ndarray]) -> str | None:
+        stored_key = arrays.get("model_key")
+        if stored_key is None or stored_key.shape != () or str(stored_key) != key:
+            return f"written for another model or weights ({stored_key}), not {key}"
+        for name, shape in shapes.items():
+            array = arrays.get(name)
+            if array is None:
+                return f"no {name!r} array"
+            if array.shape != shape or array.dtype.kind != "f":
+                return f"{name!r} is {array.dtype}{list(array.shape)}, expected float{list(shape)}"
+            if not np.isfinite(array).all():
+                return f"{name!r} holds NaN or infinite values"
         return None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return Outputs(
-                model=model_name,
-                probs=data["probs"],
-                log_probs=data["log_probs"],
-                embedding=data["embedding"],
-                excitations={k[3:]: data[k] for k in data.files if k.startswith("se:")},
-            )
-    except (OSError, ValueError, KeyError) as err:
-        log.warning("Ignoring unreadable cache entry %s: %s", path, err)
+
+    arrays = storage.read_checked(path, read, check, what="gallery features")
+    if arrays is None:
         return None
+    return Outputs(
+        model=model_name,
+        probs=arrays["probs"],
+        log_probs=arrays["log_probs"],
+        embedding=arrays["embedding"],
+        excitations={k[3:]: arrays[k] for k in shapes if k.startswith("se:")},
+    )

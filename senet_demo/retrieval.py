@@ -9,6 +9,7 @@ faiss HNSW index for large ones. Metrics are leave-one-out P@1, P@5 and mAP.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .engine import Outputs
-from .storage import atomic_write
+from . import storage
 
 ENSEMBLE = "ensemble"
 LOGSOFTMAX = "logsoftmax"
@@ -54,11 +55,14 @@ class CosineIndex:
     """Top-k by cosine similarity over unit-norm vectors: exact matmul, or faiss HNSW when large.
 
     A faiss index can be saved and loaded (``path``), so a large gallery is indexed once, not at
-    every start.
+    every start. The file's name carries a hash of the vectors it indexes, so a file indexes exactly
+    these vectors; one that does not read back as such an index is logged and rebuilt.
     """
 
     def __init__(self, vectors: np.ndarray, use_faiss: bool | None = None, path: Path | None = None):
         vectors = np.ascontiguousarray(l2_normalize(vectors))
+        if vectors.ndim != 2 or not np.isfinite(vectors).all():
+            raise ValueError("Features must be a finite (N, D) matrix.")
         self.size = len(vectors)
         self.use_faiss = self.size >= FAISS_THRESHOLD if use_faiss is None else use_faiss
         self._faiss = self._load_or_build_faiss(vectors, path) if self.use_faiss else None
@@ -68,16 +72,28 @@ class CosineIndex:
     def _load_or_build_faiss(vectors: np.ndarray, path: Path | None):
         import faiss
 
-        if path is not None and Path(path).is_file():
-            index = faiss.read_index(str(path))
-            if index.ntotal == len(vectors) and index.d == vectors.shape[1]:
-                return index
+        if path is not None:
+            path = Path(path)
+            path = path.with_name(f"{path.stem}-{hashlib.sha256(vectors.tobytes()).hexdigest()[:16]}{path.suffix}")
+
+            def check(index) -> str | None:
+                if not hasattr(index, "hnsw"):
+                    return f"is a {type(index).__name__}, not an HNSW index"
+                if index.ntotal != len(vectors) or index.d != vectors.shape[1]:
+                    return f"holds {index.ntotal} vectors of {index.d}, expected {len(vectors)} of {vectors.shape[1]}"
+                if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+                    return "is not an inner-product index"
+                return None
+
+            stored = storage.read_checked(path, lambda file: faiss.read_index(str(file)), check, what="faiss index")
+            if stored is not None:
+                stored.hnsw.efSearch = 128
+                return stored
         index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = 128
         index.add(vectors)
-        if path is not None:
-            with atomic_write(path) as tmp:
-                faiss.write_index(index, str(tmp))
+        if path is not None:  # a folder that cannot be written only costs a rebuild at the next start
+            storage.write_or_warn(path, lambda tmp: faiss.write_index(index, str(tmp)), what="faiss index")
         return index
 
     def __len__(self) -> int:

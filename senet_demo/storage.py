@@ -1,15 +1,27 @@
-"""Where the app keeps what it computes, and how it writes it: one home for the cache folder, the
-atomic write and the in-memory LRU cache that the engine, the gallery store, search and weights share.
+"""Where the app keeps what it computes, and how it writes and reads it back: one home for the cache
+folder, the atomic write, the checked read and the in-memory LRU cache that the engine, the gallery
+store, search and weights share.
+
+Everything stored here the app can compute again, so a stored file is never trusted: ``read_checked``
+validates what it reads and treats a damaged file (empty, truncated, wrong shape, NaN, a folder in its
+place) as missing, logging its path; ``write_or_warn`` turns a folder that cannot be written (read-only,
+full) into a logged warning, and the caller keeps the value in memory instead.
 """
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def cache_dir(kind: str) -> Path:
@@ -39,8 +51,102 @@ def atomic_write(path: Path, suffix: str = "") -> Iterator[Path]:
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power cut
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a folder; the file itself is already on disk
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_checked(path: Path, read: Callable[[Path], T], check: Callable[[T], str | None] | None = None,
+                 what: str = "cache entry") -> T | None:
+    """``read(path)`` for a file the app wrote itself, or None when it is absent or damaged.
+
+    ``check(value)`` returns what is wrong with a value that was read (a shape, a dtype, a NaN, another
+    model's identity) or None. Whatever fails -- the read or the check -- is logged with the path and the
+    file is removed, so the caller recomputes the value and stores it afresh; a folder in the file's
+    place is left alone (it is logged, and the caller's write will report it).
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_file():
+        log.warning("Ignoring %s %s: it is not a file; remove it so the value can be stored again", what, path)
+        return None
+    try:
+        value = read(path)
+        problem = check(value) if check is not None else None
+    except Exception as err:  # readers fail in many ways on a damaged file (EOFError, BadZipFile, RuntimeError…)
+        problem = f"unreadable ({type(err).__name__}: {err})"
+    if problem is None:
+        return value
+    log.warning("Discarding damaged %s %s: %s; it will be recomputed", what, path, problem)
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None
+
+
+def write_or_warn(path: Path, write: Callable[[Path], None], suffix: str = "", what: str = "cache entry") -> bool:
+    """Store a recomputable value with ``atomic_write``; on an ``OSError`` (read-only folder, full disk,
+    a folder in the file's place) log the path and return False instead of failing the request."""
+    try:
+        with atomic_write(path, suffix=suffix) as tmp:
+            write(tmp)
+        return True
+    except OSError as err:
+        log.warning("Could not store %s %s (%s); it is kept in memory only", what, path, _reason(err))
+        return False
+
+
+def writable_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot hold the app's stored files (created if missing), or None when it can: a
+    probe file is written, synced and removed, as a real entry would be."""
+    folder = Path(folder)
+    try:
+        with atomic_write(folder / ".write-probe") as tmp:
+            tmp.write_bytes(b"probe")
+        (folder / ".write-probe").unlink()
+    except OSError as err:
+        return f"{folder} cannot be written ({_reason(err)})"
+    return None
+
+
+def remove_stale_temporaries(folder: Path, max_age_s: float = 3600.0) -> int:
+    """Remove temporary files that writers killed mid-write (a crash, a restart) left under ``folder``;
+    recent ones may belong to a write in progress and are kept. Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    cutoff, removed = time.time() - max_age_s, 0
+    for tmp in folder.rglob(".*.tmp*"):
+        try:
+            if tmp.is_file() and tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _reason(err: OSError) -> str:
+    if err.errno == errno.ENOSPC:
+        return "the disk is full"
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "permission denied or read-only"
+    return err.strerror or type(err).__name__
 
 
 class LRUCache:

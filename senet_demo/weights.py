@@ -24,7 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .config import ModelSpec, SpecError
-from .storage import atomic_write, cache_dir
+from .storage import cache_dir, read_checked, write_or_warn
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -87,11 +87,10 @@ def remembered_sha256(file: Path) -> str:
         records = _read_records(store)
         records.pop(key, None)
         records[key] = {"signature": signature, "sha256": digest}
-        try:
-            with atomic_write(store) as tmp:  # another process reads the old or the new record, never half of one
-                tmp.write_text(json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:])))
-        except OSError:  # a read-only home or a full disk: hash again next time
-            pass
+        kept = json.dumps(dict(list(records.items())[-IDENTITY_RECORDS:]))
+        # another process reads the old or the new records, never half of them; a read-only home or a full
+        # disk is logged, and the file is hashed again next time
+        write_or_warn(store, lambda tmp: tmp.write_text(kept), what="weights hash store")
     return digest
 
 
@@ -112,11 +111,12 @@ def _identity_store() -> Path:
 
 
 def _read_records(store: Path) -> dict:
-    try:
-        records = json.loads(store.read_text())
-        return records if isinstance(records, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    """The remembered hashes; a damaged store (empty, truncated, not a JSON object) is logged and dropped.
+    Each record is checked again where it is used."""
+    records = read_checked(store, lambda file: json.loads(file.read_text(encoding="utf-8")),
+                           lambda value: None if isinstance(value, dict) else "not a JSON object",
+                           what="weights hash store")
+    return records or {}
 
 
 def _timm_cfg(spec: ModelSpec):
