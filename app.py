@@ -4,14 +4,25 @@
     python app.py --share              # a public link for a seminar
     python app.py --offline            # only weights/ and the Hugging Face cache
     python app.py --model tf_efficientnet_lite0=weights/lite0   # your own SPECs
+    gradio app.py -- --offline         # reload mode: the app is rebuilt when a source file changes
+
+Importing this module builds ``demo`` (Gradio's convention) from the defaults and the environment, without
+loading weights or downloading anything; ``python app.py`` builds it from the flags, starts loading the
+models whose weights are on disk, and launches it.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import socket
+import sys
+from typing import TYPE_CHECKING
 
 from senet_demo.config import ENGINE_CHOICES
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -46,29 +57,68 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.offline:
-        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def port_problem(host: str, port: int) -> str | None:
+    """Why the server could not listen on ``host:port`` (with what to do), or None."""
+    if not 1 <= port <= 65535:
+        return f"--port {port} is not a port number (1-65535); pick one, e.g. --port 7861."
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except OSError as err:
+        return f"--host {host} cannot be used ({err.strerror or err}); try --host 127.0.0.1 or --host 0.0.0.0."
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server's own socket does
+        try:
+            probe.bind(address)
+        except OSError as err:
+            return (f"port {port} on {host} is not free ({err.strerror or err}); stop what listens there "
+                    f"or pick another with --port.")
+    return None
 
+
+def build_services(args: argparse.Namespace):
+    """The shared services for these flags; a SPEC or setting that cannot be used exits with its message."""
     from senet_demo.config import AppConfig
     from senet_demo.services import Services
-    from senet_demo.ui import allowed_paths, build_demo
 
     engine = {"engine": args.engine} if args.engine else {}
     try:
         config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     except ValueError as err:  # a SPEC, an engine or an environment setting that cannot be used
         raise SystemExit(f"app.py: error: {err}") from None
-    from senet_demo.onnx_backend import serve_sessions_in_one_pool
+    return Services.create(config)
 
-    serve_sessions_in_one_pool(config)  # a setting of this process, before any session opens
-    services = Services.create(config)
-    services.preload()  # models with weights on disk load while the server starts
+
+def build_app(args: argparse.Namespace) -> gr.Blocks:
+    """The app's Blocks for these flags; loads no weights (they load on first use or in ``serve``)."""
+    from senet_demo.ui import build_demo
+
+    return build_demo(build_services(args))
+
+
+def main(argv=None) -> None:
+    global demo  # `gradio app.py` looks for the launched Blocks under this name
+    args = parse_args(argv)
+    if args.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported (Gradio imports it)
+    import gradio as gr
+
+    # Before anything slow is built. Not when `gradio app.py` re-runs this file after a change: its server
+    # holds the port then.
+    if gr.NO_RELOAD:
+        problem = port_problem(args.host, args.port)
+        if problem:
+            print(f"app.py: error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    services = build_services(args)
+    from senet_demo.ui import allowed_paths, build_demo
+    from senet_demo.uploads import sweep_stale_sessions
+
+    sweep_stale_sessions()  # session folders a crashed or killed server left behind
     demo = build_demo(services)
+    services.preload()  # models with weights on disk load while the server starts
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
+                max_file_size=services.config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
 
 
 def _paths(args: argparse.Namespace) -> dict:
@@ -86,3 +136,5 @@ def _paths(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     main()
+else:
+    demo = build_app(parse_args([]))

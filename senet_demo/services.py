@@ -1,15 +1,19 @@
-"""The objects one running app (or one CLI call) shares: config, models, engine."""
+"""The objects one running app (or one CLI call) shares: config, models, engine, gallery features and search."""
 from __future__ import annotations
 
 import logging
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import AppConfig
 from .engine import Engine
 from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelRegistry
 from .weights import WeightsNotFound, is_downloadable, resolve
+
+if TYPE_CHECKING:
+    from .search import GallerySearch
 
 log = logging.getLogger(__name__)
 
@@ -20,16 +24,22 @@ class Services:
     registry: ModelRegistry
     engine: Engine
     features: FeatureStore
+    # the gallery's search indexes, shared by every visitor (set by ``create``: search.py builds on Services)
+    search: GallerySearch | None = field(default=None, repr=False)
     _gallery: list[GalleryItem] | None = field(default=None, repr=False)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def create(cls, config: AppConfig) -> "Services":
         """Everything for ``config``; ``config.engine`` picks the forward backend ("auto", "torch", "onnx")."""
+        from .search import GallerySearch
+
         registry = ModelRegistry(config)
         engine = Engine(registry, backend=config.engine)
-        return cls(config=config, registry=registry, engine=engine,
-                   features=FeatureStore(engine, config.feature_cache_dir))
+        services = cls(config=config, registry=registry, engine=engine,
+                       features=FeatureStore(engine, config.feature_cache_dir))
+        services.search = GallerySearch(services)
+        return services
 
     def preload(self) -> threading.Thread:
         """Load the ensemble's models whose weights are on disk, with their engine backends (an ONNX

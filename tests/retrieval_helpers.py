@@ -114,22 +114,23 @@ def subprocess_env(hf_home: Path) -> dict[str, str]:
 
 
 def retrieve_handlers(services) -> dict:
-    """The Retrieve tab's event handlers by function name (on_retrieve, on_metrics, on_upload, on_clear), as
-    Gradio calls them: the model events take their inputs as Gradio passes them (a file as ``helpers.file_data``)
-    and answer as Gradio sends them (see ``gallery_pairs``)."""
-    import gradio as gr
+    """The Retrieve tab's handlers by their event names (on_retrieve, on_metrics, on_upload, on_clear), bound
+    to ``services`` as the app binds them: they take an image as Gradio's preprocessing gives it (a path) and
+    answer as the tab's handlers do (a gallery as (path, caption) pairs)."""
+    import functools
 
     from senet_demo.ui import retrieve_tab
 
-    with gr.Blocks() as blocks:
-        retrieve_tab.build(services)
-    return {getattr(f.fn, "__name__", f.name): f.fn for f in blocks.fns.values()}
+    return {"on_retrieve": functools.partial(retrieve_tab.retrieve_image, services),
+            "on_metrics": functools.partial(retrieve_tab.retrieval_quality, services),
+            "on_upload": functools.partial(retrieve_tab.add_uploads, services),
+            "on_clear": retrieve_tab.clear_uploads}
 
 
 def no_progress(*args, **kwargs) -> None:
     """Stands in for gr.Progress when a handler is called outside a Gradio event."""
 
 
-def gallery_pairs(answer: list[dict]) -> list[tuple[str, str]]:
-    """(file path, caption) of each item of a Gallery's answer as Gradio sends it."""
-    return [(item["image"]["path"], item["caption"]) for item in answer]
+def gallery_pairs(answer: list) -> list[tuple[str, str]]:
+    """(file path, caption) of each item of a Gallery's value as the Retrieve handler returns it."""
+    return [(str(path), caption) for path, caption in answer]

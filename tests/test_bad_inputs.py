@@ -90,9 +90,9 @@ def answer(app, endpoint: str, path: Path):
         return [entry["caption"] for entry in gallery]
     text, excitation_map, channel_plot, _depth_plot, tiles = outputs
     assert "SE blocks" in text
-    # the feature-map tiles are overlays on the picture itself, sent inline as JPEG data URLs
-    assert all(tile["image"]["url"].startswith("data:image/jpeg;base64,") for tile in tiles)
-    overlays = [hashlib.sha256(tile["image"]["url"].encode()).hexdigest() for tile in tiles]
+    # the feature-map tiles are overlays on the picture itself, served as JPEG files
+    assert all(tile["image"]["path"].endswith(".jpeg") for tile in tiles)
+    overlays = [hashlib.sha256(Path(tile["image"]["path"]).read_bytes()).hexdigest() for tile in tiles]
     return excitation_map["plot"], channel_plot["plot"], [tile["caption"] for tile in tiles], overlays
 
 
@@ -170,8 +170,11 @@ def zips(app, tmp_path_factory):
 @pytest.fixture
 def on_upload(app):
     """The Retrieve tab's upload handler, as the running app registered it."""
-    handlers = {getattr(f.fn, "__name__", None): f.fn for f in app["demo"].fns.values()}
-    return handlers["on_upload"]
+    import functools
+
+    from senet_demo.ui.retrieve_tab import add_uploads
+
+    return functools.partial(add_uploads, app["services"])
 
 
 @pytest.mark.parametrize("case", list(ZIP_REFUSED))

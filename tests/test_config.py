@@ -92,7 +92,8 @@ def test_unusable_engine_and_worker_settings_are_named(monkeypatch):
 
 def test_app_refuses_an_unusable_setting_with_a_message_not_a_traceback(monkeypatch):
     import app
+    from helpers import free_port
 
     monkeypatch.setenv("SENET_ENGINE", "tensorrt")
     with pytest.raises(SystemExit, match="app.py: error: Unknown engine 'tensorrt'"):
-        app.main(["--offline"])
+        app.main(["--offline", "--port", str(free_port())])

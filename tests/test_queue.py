@@ -2,34 +2,21 @@
 queue positions for waiting visitors, and no direct POST around the queue."""
 from __future__ import annotations
 
-import os
-import sys
 import threading
 import time
 
+import httpx
 import pytest
-import torch
 
 from helpers import free_port, make_config
 from retrieval_helpers import make_gallery
 from senet_demo.config import QueueSettings
 from senet_demo.services import Services
 from senet_demo.ui import build_demo
-from senet_demo.ui.queue import INFERENCE_POOL
 
-# The handlers that run a model; every other event only moves values between components.
-MODEL_HANDLERS = {"on_classify", "on_retrieve", "on_metrics", "on_explain", "on_figure6", "on_ablate", "on_every_tab"}
-
-
-def handler_name(fn) -> str:
-    return getattr(fn.fn, "__name__", fn.name)
-
-
-@pytest.fixture
-def keep_torch_threads():
-    previous = torch.get_num_threads()
-    yield
-    torch.set_num_threads(previous)
+# The events that run a model (by api_name); every other event only moves values between components.
+MODEL_EVENTS = {"classify", "classify_on_upload", "retrieve", "retrieval_quality", "explain", "figure6", "ablate",
+                "every_tab"}
 
 
 def built(tmp_path, resnet_name, senet_name, settings: QueueSettings, gallery: bool = False):
@@ -40,40 +27,27 @@ def built(tmp_path, resnet_name, senet_name, settings: QueueSettings, gallery: b
     return services, build_demo(services)
 
 
-def test_model_events_share_one_pool_and_cheap_events_do_not(tmp_path, resnet_name, senet_name, keep_torch_threads):
+def test_model_events_share_one_pool_and_cheap_events_do_not(tmp_path, resnet_name, senet_name):
     settings = QueueSettings(inference_workers=3, ui_concurrency=5, max_size=7)
     _, demo = built(tmp_path, resnet_name, senet_name, settings)
     fns = [fn for fn in demo.fns.values() if fn.fn is not None]
-    model_fns = [fn for fn in fns if handler_name(fn) in MODEL_HANDLERS]
-    cheap_fns = [fn for fn in fns if handler_name(fn) not in MODEL_HANDLERS]
-    assert {handler_name(fn) for fn in model_fns} == MODEL_HANDLERS
-    assert cheap_fns, "the model switch and the session uploads are events too"
+    model_fns = [fn for fn in fns if fn.api_name in MODEL_EVENTS]
+    cheap_fns = [fn for fn in fns if fn.api_name not in MODEL_EVENTS]
+    assert {fn.api_name for fn in model_fns} == MODEL_EVENTS
+    assert {"model_status", "model_changed", "on_upload", "on_clear"} <= {fn.api_name for fn in cheap_fns}
 
-    # Gradio's own grouping: one event queue per concurrency_id, limited by the lowest limit in it.
-    queue = demo._queue
-    for fn in fns:
-        queue.create_event_queue_for_fn(fn)
-    pools = queue.event_queue_per_concurrency_id
-    model_pools = {fn.concurrency_id for fn in model_fns}
-    assert len(model_pools) == 1
-    (pool,) = model_pools
-    assert pools[pool].concurrency_limit == 3
+    assert {(fn.concurrency_id, fn.concurrency_limit) for fn in model_fns} == {("inference", 3)}
     for fn in cheap_fns:
-        assert fn.concurrency_id != pool, f"{handler_name(fn)} would wait behind forwards"
-        uploads = handler_name(fn) == "on_upload"  # holds a whole upload in memory while it checks it
-        assert pools[fn.concurrency_id].concurrency_limit == (settings.upload_concurrency if uploads else 5)
+        assert fn.concurrency_id != "inference", f"{fn.api_name} would wait behind forwards"
+        expected = settings.upload_concurrency if fn.api_name == "on_upload" else "default"  # default: ui_concurrency
+        assert fn.concurrency_limit == expected, fn.api_name
 
     # every public endpoint runs a model, so none of them escapes the pool
     public = {fn.api_name for fn in fns if fn.api_visibility == "public"}
-    assert public == {fn.api_name for fn in model_fns if fn.api_visibility == "public"}
-    assert {"classify", "retrieve", "explain"} <= public
-
-    assert queue.max_size == 7
-    assert demo.api_open is False
+    assert public == {"classify", "retrieve", "retrieval_quality", "explain", "figure6", "ablate", "every_tab"}
     # the status tracker (queue position, progress) is shown on every model event's outputs
-    shown = {dep["id"]: dep["show_progress"] for dep in demo.get_config_file()["dependencies"]}
-    assert all(shown[fn._id] == "full" for fn in model_fns)
-    assert torch.get_num_threads() == settings.threads_per_forward
+    shown = {dep["api_name"]: dep["show_progress"] for dep in demo.get_config_file()["dependencies"]}
+    assert all(shown[name] == "full" for name in MODEL_EVENTS)
     demo.close()
 
 
@@ -87,7 +61,6 @@ def test_queue_settings_reject_nonsense():
 def test_inference_workers_from_the_environment(monkeypatch):
     monkeypatch.setenv("SENET_INFERENCE_WORKERS", "5")
     assert QueueSettings().inference_workers == 5
-    assert QueueSettings().threads_per_forward >= 1
 
 
 class HeldRuns:
@@ -115,6 +88,7 @@ class HeldRuns:
 
 
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; the timeout only stops a broken run from hanging."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -122,9 +96,16 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name, photo_png, keep_torch_threads):
-    """Two workers, seven visitors on three tabs: two forwards run, five wait with their positions."""
-    import httpx
+def private_endpoint(client, api_name: str) -> int:
+    """The fn_index of a browser-only event, made callable from gradio_client (as benchmarks/load_test.py does)."""
+    index = next(d["id"] for d in client.config["dependencies"] if d.get("api_name") == api_name)
+    client.endpoints[index].is_valid = True
+    return index
+
+
+def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name, photo_png):
+    """Two workers, seven visitors on three tabs: two forwards run, five wait with their positions, a cheap
+    event still answers, and no more than two forwards ever run at once."""
     from gradio_client import Client, handle_file
     from gradio_client.utils import Status
 
@@ -141,23 +122,18 @@ def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name
                  ((image,), "/classify"), ((image,), "/ablate"), ((image,), "/explain"), ((image,), "/retrieve")]
         clients = [Client(url, verbose=False, download_files=False) for _ in calls]
         jobs = [client.submit(*args, api_name=api_name) for client, (args, api_name) in zip(clients, calls)]
-
         waiting = len(calls) - workers
-
-        def queued_in_pool() -> int:
-            pool = demo._queue.event_queue_per_concurrency_id.get(INFERENCE_POOL)
-            return len(pool.queue) if pool else 0
-
-        wait_for(lambda: held.in_flight == workers and queued_in_pool() == waiting, "a full pool and a queue")
-        assert held.in_flight == workers
 
         def waiting_ranks() -> list[int]:  # each client learns its status from its own stream, a moment later
             return sorted(s.rank for s in (job.status() for job in jobs) if s.code == Status.IN_QUEUE)
 
-        wait_for(lambda: waiting_ranks() == list(range(waiting)),
-                 "every waiting visitor to know their position")
-        queued = [job for job in jobs if job.status().code == Status.IN_QUEUE]
-        assert len(queued) == waiting
+        wait_for(lambda: held.in_flight == workers and waiting_ranks() == list(range(waiting)),
+                 "two forwards running and every waiting visitor knowing their position")
+        assert held.in_flight == workers
+
+        # a cheap event has its own group: it answers while every worker is busy
+        status = clients[0].predict(fn_index=private_endpoint(clients[0], "model_status"))
+        assert resnet_name in status
 
         # the REST route that would skip the queue is closed
         direct = httpx.post(f"{url}gradio_api/run/classify", json={"data": [None, "none", 1, 1]}, timeout=30)
@@ -170,75 +146,32 @@ def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name
         demo.close()
     assert held.most == workers
     assert len(results) == len(calls)
-    classify_out = results[0]
-    assert classify_out[0]["label"]  # answers came back, not errors
+    assert results[0][0]["label"]  # answers came back, not errors
 
 
-def test_the_app_queue_starts_events_on_arrival_or_else_polls_every_few_milliseconds(tmp_path, resnet_name,
-                                                                                   keep_torch_threads, monkeypatch):
-    """Gradio's queue wakes up every 1 ms while it has nothing to start, forwards included. The app's queue
-    is woken by arriving and ending events instead (ui/queue_start.py); with a Gradio whose loop it does
-    not know, it polls every QUEUE_POLL_S (this Gradio must still have the setting)."""
-    from gradio.queueing import Queue
+def test_a_full_queue_refuses_at_once_instead_of_growing(tmp_path, resnet_name, senet_name, photo_png):
+    """One worker and room for two waiting events: a fourth visitor is told the queue is full."""
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
 
-    from senet_demo.ui import queue_start
-    from senet_demo.ui.queue import QUEUE_POLL_S
-
-    demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert getattr(demo._queue.start_processing, "__func__", None) is not Queue.start_processing
-
-    monkeypatch.setattr(queue_start, "KNOWN_SOURCES_SHA256", "0" * 64)
-    demo = build_demo(Services.create(make_config(tmp_path / "other", [resnet_name])))
-    assert demo._queue.start_processing.__func__ is Queue.start_processing
-    assert demo._queue.sleep_when_free >= QUEUE_POLL_S  # Gradio's own is 1 ms on Linux
-
-
-def test_progress_is_sent_five_times_a_second_not_a_hundred(tmp_path, resnet_name, keep_torch_threads):
-    """Gradio's progress loop wakes every 10 ms, idle or not; a progress bar needs 5 updates a second."""
-    from senet_demo.ui.queue import PROGRESS_EVERY_S
-
-    demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert demo._queue.progress_update_sleep_when_free == PROGRESS_EVERY_S >= 0.2
-
-
-def test_the_monitoring_summary_is_rebuilt_every_few_events_not_after_each(tmp_path, resnet_name, keep_torch_threads,
-                                                                        monkeypatch):
-    """Gradio rebuilds a pandas summary of its last 10,000 events after every event (3.5 to 11 ms each on
-    2 cores); the app asks for it every MONITORING_SUMMARY_EVERY events, and the environment still wins."""
-    from senet_demo.ui.queue import MONITORING_SUMMARY_EVERY
-
-    monkeypatch.delenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", raising=False)
-    demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == MONITORING_SUMMARY_EVERY > 1  # (sic: Gradio's own spelling)
-    assert "GRADIO_ANALYTICS_CACHE_FREQUENCY" not in os.environ  # set on this app's queue, not the process
-
-    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "3")
-    demo = build_demo(Services.create(make_config(tmp_path / "again", [resnet_name])))
-    assert demo._queue.ANAYLTICS_CACHE_FREQUENCY == 3
-
-
-def test_a_thread_waiting_for_the_gil_asks_for_it_after_a_millisecond(tmp_path, resnet_name, keep_torch_threads):
-    """A handler starting while the event loop runs Python waits at most this long (Python's own: 5 ms)."""
-    from senet_demo.ui.queue import GIL_SWITCH_INTERVAL_S
-
-    previous = sys.getswitchinterval()
+    services, demo = built(tmp_path, resnet_name, senet_name, QueueSettings(inference_workers=1, max_size=2))
+    held = HeldRuns(services.engine)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
     try:
-        sys.setswitchinterval(0.005)
-        build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL_S) and GIL_SWITCH_INTERVAL_S <= 0.001
+        image = handle_file(str(photo_png))
+        clients = [Client(url, verbose=False, download_files=False) for _ in range(4)]
+        jobs = [clients[0].submit(image, api_name="/classify")]
+        wait_for(lambda: held.in_flight == 1, "the first forward")
+        jobs += [client.submit(image, api_name="/classify") for client in clients[1:3]]
+        wait_for(lambda: sorted(j.status().rank for j in jobs[1:] if j.status().code == Status.IN_QUEUE) == [0, 1],
+                 "two visitors in line")
+        with pytest.raises(Exception, match="[Qq]ueue is full"):
+            clients[3].predict(image, api_name="/classify")
+        held.gate.set()
+        assert all(job.result(timeout=120)[0]["label"] for job in jobs)
     finally:
-        sys.setswitchinterval(previous)
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="uvloop has no Windows build; requirements.txt skips it there")
-def test_the_server_runs_on_uvloop_and_httptools(tmp_path, resnet_name, keep_torch_threads):
-    """requirements.txt installs them and Gradio's uvicorn picks them itself: every request, and the queue's
-    and the streams' event loop, run on them (on 2 cores a do-nothing event took 1.5-2.5 ms less)."""
-    demo = build_demo(Services.create(make_config(tmp_path, [resnet_name])))
-    demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
-    try:
-        assert demo.server.config.http_protocol_class.__name__ == "HttpToolsProtocol"
-        (listening,) = demo.server.servers
-        assert type(listening.get_loop()).__module__.split(".")[0] == "uvloop"
-    finally:
+        held.gate.set()
         demo.close()
+    assert held.most == 1

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import gradio as gr
 import pytest
-from helpers import file_data
 from retrieval_helpers import (
     export_tiny_resnet,
     gallery_pairs,
@@ -250,14 +249,14 @@ def test_one_sessions_upload_never_appears_in_anothers_results(tmp_path, tab):
         assert "Added 1 image(s)" in note_a and state_a["dir"] != state_b["dir"]
         gallery_size = len(services.gallery())
 
-        answer_a, _ = handlers["on_retrieve"](file_data(secret), "ensemble", 20, state_a, progress=no_progress)
+        answer_a, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state_a, progress=no_progress)
         results_a = gallery_pairs(answer_a)
         assert len(results_a) == gallery_size + 1
         path, caption = results_a[0]
         assert caption.startswith("secret · 1.000") and path.startswith(state_a["dir"])
 
         for state in (state_b, None):  # another visitor, and a visitor without uploads
-            answer, _ = handlers["on_retrieve"](file_data(secret), "ensemble", 20, state, progress=no_progress)
+            answer, _ = handlers["on_retrieve"](str(secret), "ensemble", 20, state, progress=no_progress)
             results = gallery_pairs(answer)
             assert len(results) == gallery_size + (1 if state else 0)
             assert not any(p.startswith(state_a["dir"]) or c.startswith("secret") for p, c in results)
@@ -286,7 +285,7 @@ def test_uploaded_features_never_reach_the_shared_disk_store(tmp_path, tab):
     state, _ = handlers["on_upload"]([str(mine)], "mine", None)
     try:
         stored_before = set(services.features.cache_dir.rglob("*.npz"))
-        answer, _ = handlers["on_retrieve"](file_data(mine), "ensemble", 3, state, progress=no_progress)
+        answer, _ = handlers["on_retrieve"](str(mine), "ensemble", 3, state, progress=no_progress)
         assert gallery_pairs(answer)[0][1].startswith("mine · 1.000")
         digest = state["items"][0].digest
         new_files = set(services.features.cache_dir.rglob("*.npz")) - stored_before
@@ -421,7 +420,7 @@ def test_an_open_but_idle_session_loses_its_uploads_after_the_time_limit(tmp_pat
                             limits=Limits(upload_session_ttl_s=600))
     with gr.Blocks() as blocks:
         retrieve_tab.build(services)
-    handlers = {getattr(f.fn, "__name__", f.name): f.fn for f in blocks.fns.values()}
+    handlers = retrieve_handlers(services)
     (state_block,) = [b for b in blocks.blocks.values() if isinstance(b, gr.State) and b.time_to_live != float("inf")]
     assert state_block.time_to_live == 600
 

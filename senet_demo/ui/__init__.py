@@ -1,17 +1,18 @@
 """The Gradio app: three tabs over one set of shared services.
 
-``build_demo(services)`` lays out the Blocks; each tab lives in its own module
-with its handlers kept apart from its layout.
+``build_demo(services)`` lays out the Blocks; each tab lives in its own module, its handlers top-level
+functions of the services (bound with ``functools.partial``) and its ``build`` only laying out and wiring.
+Building loads no weights and downloads nothing: models load on first use, or from ``Services.preload``.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
 
 from ..services import Services
 from . import classify_tab, every_tab, explain_tab, retrieve_tab
-from ..uploads import sweep_stale_sessions
 from .common import model_status_markdown
 from .queue import configure_queue
 
@@ -34,7 +35,7 @@ def allowed_paths(services: Services) -> list[str]:
 
 
 def build_demo(services: Services) -> gr.Blocks:
-    sweep_stale_sessions()
+    """The app's Blocks over ``services``, its queue configured."""
     # delete_cache: Gradio's copies of uploads and outputs older than a day are removed every hour
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         labels = [f"`{services.registry.specs[n].label}`" for n in services.registry.names]
@@ -43,8 +44,8 @@ def build_demo(services: Services) -> gr.Blocks:
         with gr.Accordion("Models", open=False) as models_box:
             models_text = gr.Markdown("Checking the models…")
         # read on opening, not while the app starts: models load (and pick their engine) after the page is built
-        models_box.expand(lambda: model_status_markdown(services), None, models_text, api_visibility="private",
-                          show_progress="hidden")
+        models_box.expand(functools.partial(model_status_markdown, services), None, models_text,
+                          api_name="model_status", api_visibility="private", show_progress="hidden")
         with gr.Tab("Classify", id="classify"):
             classify, every_tab_button = classify_tab.build(services)
         with gr.Tab("Retrieve", id="retrieve"):

@@ -5,13 +5,11 @@ import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import gradio as gr
 
 from ..classify import NoModelAnswered
-from ..images import IMAGE_SUFFIXES
-from ..images import ImageError, load_image
+from ..images import IMAGE_SUFFIXES, ImageError, load_image
 from ..models import ModelLoadError
 from ..services import Services
 from ..weights import WeightsNotFound
@@ -23,13 +21,11 @@ USER_ERRORS = (ImageError, WeightsNotFound, ModelLoadError, NoModelAnswered, Val
 
 @dataclass(frozen=True)
 class TabEvent:
-    """A tab's main event: its handler, its inputs (the image first), its outputs, and the inputs whose values
-    the handler checks itself (``model_events.listen``'s ``checked_by_handler``)."""
+    """A tab's main event's components, for the button that runs every tab at once: its inputs (the image
+    first) and its outputs, in its handler's order."""
 
-    handler: Callable
     inputs: list
     outputs: list
-    checked_by_handler: tuple = ()
 
 
 def user_errors(handler):

@@ -1,17 +1,18 @@
 """Retrieve tab: nearest gallery images to a query, and measured retrieval quality."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gradio as gr
 
 from ..config import QUERIES_DIR
 from ..images import size_text
-from ..search import GallerySearch, feature_choices
+from ..search import feature_choices
 from ..services import Services
 from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
 from .common import TabEvent, decode, display_name, image_input, user_errors
-from .model_events import listen
+from .queue import inference
 
 FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
                 "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
@@ -25,79 +26,94 @@ def query_examples(limit: int = 8) -> list[str]:
     return [str(p) for p in views[:: max(1, len(views) // limit)]][:limit]
 
 
+def feature_label(services: Services, feature: str) -> str:
+    return display_name(services, feature) if feature in services.registry.specs else feature
+
+
+def session_items(services: Services, session) -> list:
+    """The operator's gallery plus this visitor's own uploads."""
+    return services.gallery() + (session["items"] if session else [])
+
+
+@user_errors
+def retrieve_image(services: Services, image, feature, k, session, progress=gr.Progress(track_tqdm=True)):
+    """/retrieve: the ``k`` nearest gallery images (and the visitor's uploads) by ``feature``, and a note."""
+    picture = decode(image, services)
+    uploaded = session["items"] if session else []
+    items = services.gallery() + uploaded
+    hits = services.search.search(picture, services.gallery(), feature, int(k),
+                           progress=lambda f, d: progress(f, desc=d), extra_items=uploaded)
+    gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
+    labels = [hit.item.label for hit in hits]
+    top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
+    note = (f"Top-{len(hits)} of {len(items)} gallery images by cosine similarity of the **{feature}** "
+            f"feature. Most frequent label among them: **{top}**.")
+    return gallery, note
+
+
+@user_errors
+def retrieval_quality(services: Services, session, progress=gr.Progress(track_tqdm=True)):
+    """/retrieval_quality: leave-one-out P@1, P@5 and mAP for every feature choice, and a note."""
+    items = session_items(services, session)
+    if len({i.label for i in items}) < 2:
+        raise gr.Error("Retrieval quality needs a labelled gallery with at least two labels.")
+    rows = []
+    for feature in feature_choices(services):
+        quality = services.search.evaluate(items, feature, progress=lambda f, d: progress(f, desc=d))
+        rows.append([feature_label(services, feature), round(quality.precision_at_1, 3),
+                     round(quality.precision_at_5, 3), round(quality.mean_average_precision, 3)])
+    best = max(rows, key=lambda r: r[3])
+    note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: "
+            f"{quality.queries} images whose label has another image each query all the others; a hit shares "
+            f"its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
+    return rows, note
+
+
+@user_errors
+def add_uploads(services: Services, files, label, session):
+    """Check the visitor's files (images or a zip) into their session folder; returns (session, note)."""
+    if not files:
+        return session, "No files given."
+    created = session is None
+    session = session or {"dir": str(new_session_dir()), "items": []}
+    try:
+        items, messages = ingest(files, Path(session["dir"]), label, services.config.limits)
+    except Exception as err:
+        if created:  # the state stays None, so nothing would ever delete this folder
+            remove_session_dir(session["dir"])
+        if isinstance(err, UploadError):
+            raise gr.Error(str(err)) from err
+        raise
+    limit = services.config.limits.max_upload_files
+    if len(session["items"]) + len(items) > limit:
+        for item in items:
+            item.path.unlink(missing_ok=True)
+        raise gr.Error(f"Your session holds at most {limit} images; remove yours first to add others.")
+    session = {"dir": session["dir"], "items": session["items"] + items}
+    return session, "\n".join(f"- {m}" for m in messages)
+
+
+def clear_uploads(session):
+    """Delete the visitor's uploads; returns (no session, note)."""
+    remove_session_dir(session["dir"] if session else None)
+    return None, "Your uploaded images were removed."
+
+
+def forget_session(session) -> None:
+    """Gradio's delete callback for the session state: the visitor left, or the state expired."""
+    remove_session_dir(session["dir"] if session else None)
+
+
 def build(services: Services) -> TabEvent:
-    searcher = GallerySearch(services)
+    """The tab's layout and events; returns its main event (for the button that runs every tab)."""
     choices = feature_choices(services)
 
-    def feature_label(feature: str) -> str:
-        return display_name(services, feature) if feature in services.registry.specs else feature
-
-    def session_items(session) -> list:
-        return services.gallery() + (session["items"] if session else [])
-
-    @user_errors
-    def on_retrieve(image, feature, k, session, progress=gr.Progress(track_tqdm=True)):
-        picture = decode(image, services)
-        uploaded = session["items"] if session else []
-        items = services.gallery() + uploaded
-        hits = searcher.search(picture, services.gallery(), feature, int(k),
-                               progress=lambda f, d: progress(f, desc=d), extra_items=uploaded)
-        gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
-        labels = [hit.item.label for hit in hits]
-        top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
-        note = (f"Top-{len(hits)} of {len(items)} gallery images by cosine similarity of the **{feature}** "
-                f"feature. Most frequent label among them: **{top}**.")
-        return gallery, note
-
-    @user_errors
-    def on_metrics(session, progress=gr.Progress(track_tqdm=True)):
-        items = session_items(session)
-        if len({i.label for i in items}) < 2:
-            raise gr.Error("Retrieval quality needs a labelled gallery with at least two labels.")
-        rows = []
-        for feature in choices:
-            quality = searcher.evaluate(items, feature, progress=lambda f, d: progress(f, desc=d))
-            rows.append([feature_label(feature), round(quality.precision_at_1, 3), round(quality.precision_at_5, 3),
-                         round(quality.mean_average_precision, 3)])
-        best = max(rows, key=lambda r: r[3])
-        note = (f"Leave-one-out over {len(items)} images in {len({i.label for i in items})} labels: "
-                f"{quality.queries} images whose label has another image each query all the others; a hit shares "
-                f"its label. Best mAP: **{best[0]}** ({best[3]:.3f}).")
-        return rows, note
-
-    @user_errors
-    def on_upload(files, label, session):
-        if not files:
-            return session, "No files given."
-        created = session is None
-        session = session or {"dir": str(new_session_dir()), "items": []}
-        try:
-            items, messages = ingest(files, Path(session["dir"]), label, services.config.limits)
-        except Exception as err:
-            if created:  # the state stays None, so nothing would ever delete this folder
-                remove_session_dir(session["dir"])
-            if isinstance(err, UploadError):
-                raise gr.Error(str(err)) from err
-            raise
-        limit = services.config.limits.max_upload_files
-        if len(session["items"]) + len(items) > limit:
-            for item in items:
-                item.path.unlink(missing_ok=True)
-            raise gr.Error(f"Your session holds at most {limit} images; remove yours first to add others.")
-        session = {"dir": session["dir"], "items": session["items"] + items}
-        return session, "\n".join(f"- {m}" for m in messages)
-
-    def on_clear(session):
-        remove_session_dir(session["dir"] if session else None)
-        return None, "Your uploaded images were removed."
-
     # deleted when the visitor leaves (Gradio ends the session) or, with the tab left open, after the TTL
-    session = gr.State(None, time_to_live=services.config.limits.upload_session_ttl_s,
-                       delete_callback=lambda s: remove_session_dir(s["dir"] if s else None))
+    session = gr.State(None, time_to_live=services.config.limits.upload_session_ttl_s, delete_callback=forget_session)
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Query image", height=280, elem_id="retrieve-image")
-            feature = gr.Radio([(feature_label(c), c) for c in choices],
+            feature = gr.Radio([(feature_label(services, c), c) for c in choices],
                                value=choices[0], label="Feature", info=FEATURE_HELP)
             k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
             button = gr.Button("Retrieve", variant="primary")
@@ -125,10 +141,12 @@ def build(services: Services) -> TabEvent:
             clear_button = gr.Button("Remove my images")
         upload_note = gr.Markdown()
 
-    listen(button.click, on_retrieve, [image, feature, k, session], [results, note], services, api_name="retrieve")
-    listen(metrics_button.click, on_metrics, [session], [metrics, metrics_note], services,
-           api_name="retrieval_quality")
-    add_button.click(on_upload, [upload, upload_label, session], [session, upload_note], api_visibility="private",
-                     concurrency_id="uploads", concurrency_limit=services.config.queue.upload_concurrency)
-    clear_button.click(on_clear, [session], [session, upload_note], api_visibility="private")
-    return TabEvent(on_retrieve, [image, feature, k, session], [results, note])
+    retrieve = functools.partial(retrieve_image, services)
+    button.click(retrieve, [image, feature, k, session], [results, note], api_name="retrieve", **inference(services))
+    metrics_button.click(functools.partial(retrieval_quality, services), [session], [metrics, metrics_note],
+                         api_name="retrieval_quality", **inference(services))
+    add_button.click(functools.partial(add_uploads, services), [upload, upload_label, session], [session, upload_note],
+                     api_name="on_upload", api_visibility="private", concurrency_id="uploads",
+                     concurrency_limit=services.config.queue.upload_concurrency)
+    clear_button.click(clear_uploads, [session], [session, upload_note], api_name="on_clear", api_visibility="private")
+    return TabEvent([image, feature, k, session], [results, note])
