@@ -1,18 +1,24 @@
-"""The shared forward pass: one run per (model, image, TTA) feeds every tab.
+"""The engine: one forward per (model, image, TTA) feeds every tab.
 
-``Engine.run`` returns an ``Outputs`` holding the probabilities, the pooled
-pre-logits embedding and, for SE models, every SE block's excitation vector,
-all averaged over the TTA views. Results are cached by image content hash in
-a bounded LRU, so switching tabs on the same image costs no second pass.
+``Engine.run`` returns an ``Outputs`` holding the probabilities, the pooled pre-logits embedding and,
+for SE models, every SE block's excitation vector, all averaged over the TTA views. Results are cached
+by image content hash in a bounded LRU, so switching tabs on the same image costs no second pass.
 
-The forward of a batch of views is done by a backend, chosen per model when
-it is first used: eager PyTorch (``EagerBackend``) or ONNX Runtime
-(``onnx_backend``, selected by ``auto`` or ``onnx``; eager with the reason
-logged when it cannot serve the model). Both also return the input maps U of
-the Explain tab's default block, and a single-view pass keeps those of its most
-and least excited channels, so Explain's tiles need no second pass. The SE
-ablation, and the maps of any other block, need hooks inside the model, so
-they run eagerly.
+How the modules fit, each imported only by those after it (no cycle):
+
+* ``forward`` - the one forward (``forward_outputs``), ``ForwardResult``, the ``Backend`` interface and
+  ``EagerBackend``, which runs that forward in PyTorch;
+* ``onnx_backend`` - the same forward exported to ONNX, validated against eager, served by a session;
+* ``engine`` (here) - which backend serves each model, the threads, the cache and ``Outputs``.
+
+The backend is chosen per model on first use: eager PyTorch for ``torch``; ONNX Runtime for ``auto``
+and ``onnx``, with eager and the reason logged when it cannot serve the model. Both return the input
+maps U of the Explain tab's default block, and a single-view pass keeps those of its most and least
+excited channels, so Explain's tiles need no second pass. The SE ablation, and the maps of any other
+block, need hooks inside the model, so they run eagerly.
+
+Threads are the engine's to set, once, when it is made: PyTorch's intra-op threads, and (through
+``onnx_backend``) ONNX Runtime's, both ``config.queue.threads_per_forward``.
 """
 from __future__ import annotations
 
@@ -27,13 +33,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from . import onnx_backend
 from .config import ENGINE_CHOICES
 from .ensemble import tta_batch
+from .forward import Backend, EagerBackend, ForwardResult
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
+from .se_blocks import MAP_CHANNELS, SEBlock, capture_se_inputs, excitation_disabled
 from .storage import LRUCache
-from .se_blocks import (MAP_CHANNELS, SEBlock, capture_excitations, capture_se_inputs, excitation_disabled,
-                        map_blocks)
 
 log = logging.getLogger(__name__)
 
@@ -57,35 +64,7 @@ class Outputs:
     from_cache: bool = False  # True when served from the cache (latency_ms is then the original pass's)
 
 
-# (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)}, {SE_s_b: input maps U (V, C, H, W)} of map_blocks)
-ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]
-
-
-class Backend(Protocol):
-    """Runs a batch of views through one model."""
-
-    name: str
-
-    def forward(self, batch: torch.Tensor) -> ForwardResult: ...
-
-
-class EagerBackend:
-    """The model's own PyTorch forward, with the excitations captured by hooks."""
-
-    name = "torch"
-
-    def __init__(self, model: torch.nn.Module, blocks: list[SEBlock], reason: str | None = None):
-        self.model, self.blocks = model, blocks
-        self.reason = reason  # why ONNX Runtime is not used, when it was asked for
-
-    def forward(self, batch: torch.Tensor) -> ForwardResult:
-        model = self.model
-        with (torch.inference_mode(), capture_excitations(model, self.blocks) as excitations,
-              capture_se_inputs(model, map_blocks(self.blocks)) as maps):
-            features = model.forward_features(batch)
-            embedding = model.forward_head(features, pre_logits=True)
-            logits = model.forward_head(features)
-        return logits.float(), embedding.float(), dict(excitations), dict(maps)
+__all__ = ["Backend", "EagerBackend", "Engine", "ForwardResult", "Outputs"]
 
 
 class Engine:
@@ -93,7 +72,10 @@ class Engine:
 
     ``backend`` is ``"torch"`` (eager PyTorch), ``"onnx"`` or ``"auto"`` (ONNX Runtime where it is
     installed and the model's export validates, else eager); ONNX exports are cached in ``onnx_dir``
-    (default: ``onnx_export.default_cache_dir`` of the config's weights dir).
+    (default: ``onnx_backend.default_cache_dir`` of the config's weights dir).
+
+    Making an engine sets PyTorch's intra-op threads for the process to ``threads_per_forward``: with
+    ``inference_workers`` forwards at once, each takes its share of the cores instead of all of them.
     """
 
     def __init__(self, registry: ModelRegistry, cache_entries: int | None = None, backend: str = "torch",
@@ -102,6 +84,8 @@ class Engine:
             raise ValueError(f"Unknown engine {backend!r}; choose one of {', '.join(ENGINES)}.")
         self.registry = registry
         self.mode = backend
+        self.threads = registry.config.queue.threads_per_forward
+        torch.set_num_threads(self.threads)
         self.onnx_dir = onnx_dir
         self.cache = LRUCache(cache_entries or registry.config.limits.result_cache_entries)
         self._batches = LRUCache(4)  # preprocessed views of the latest images (a ten-crop batch is 6 MB)
@@ -135,19 +119,17 @@ class Engine:
         return f"{chosen.name}; {reason}" if reason else chosen.name
 
     def _choose(self, name: str) -> Backend:
-        from . import onnx_backend
-
         loaded = self.registry.get(name)
         eager = EagerBackend(loaded.model, self.registry.se_blocks(name))
         if self.mode == "torch":
             return eager
         if self.onnx_dir is None:
-            from .onnx_export import default_cache_dir
-
-            self.onnx_dir = default_cache_dir(self.registry.config.weights_dir)
+            self.onnx_dir = onnx_backend.default_cache_dir(self.registry.config.weights_dir)
+        # One forward at a time (the served app's default): the ensemble's sessions, run back to back,
+        # can share one pool; concurrent forwards each need their own.
+        share_pool = self.registry.config.queue.inference_workers == 1
         try:
-            threads = self.registry.config.queue.threads_per_forward  # as PyTorch's (set in ui/queue.py)
-            return onnx_backend.prepare(loaded, self.registry.se_blocks(name), self.onnx_dir, eager.forward, threads)
+            return onnx_backend.prepare(loaded, eager.blocks, self.onnx_dir, eager.forward, self.threads, share_pool)
         except onnx_backend.OnnxUnavailable as err:
             eager.reason = f"ONNX Runtime not used: {err}"
             level = logging.WARNING if self.mode == "onnx" else logging.INFO
@@ -156,7 +138,7 @@ class Engine:
 
     def run(self, name: str, image: Image.Image, tta: str = "none", digest: str | None = None) -> Outputs:
         """One model's outputs for ``image``; ``digest`` is its ``content_hash`` where the caller has it already
-        (running several models on one image: a 12-megapixel photo's hash takes 4 ms)."""
+        (running several models on one image: hashing a large photo is not free)."""
         digest = digest or content_hash(image)
         key = (name, digest, tta)
         cached = self.cache.get(key)

@@ -1,8 +1,7 @@
 """Test-time augmentation views and the ensemble's probability averaging.
 
 TTA views are built from each model's own timm eval transform
-(Resize -> CenterCrop -> ToTensor -> Normalize, the last two computed by
-``tensor_steps``): "flip" adds the mirrored
+(Resize -> CenterCrop -> ToTensor -> Normalize): "flip" adds the mirrored
 crop; "tencrop" replaces the centre crop by the four corner crops plus the
 centre crop, and their mirrors (ten views), as in the ten-crop evaluation of
 the ResNet/SENet papers. The ensemble is the weighted mean of the members'

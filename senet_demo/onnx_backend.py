@@ -1,29 +1,64 @@
-"""ONNX Runtime behind the engine: one session per model, the same outputs as the eager forward.
+"""ONNX Runtime behind the engine: export a model once, check it against eager PyTorch, serve it.
 
-``prepare`` returns a ready ``OrtBackend`` for a loaded model: it opens the cached export when its
-record says it passed validation and the file is intact, otherwise exports and validates it first
-(see ``onnx_export``). Anything that keeps ONNX Runtime from serving a model raises ``OnnxUnavailable``
+``prepare`` returns a ready ``OrtBackend`` for a loaded model. It opens the cached export when its
+record says the export passed validation and the file is intact; otherwise it exports the model and
+validates it first. Anything that keeps ONNX Runtime from serving a model raises ``OnnxUnavailable``
 with the reason; the engine then keeps eager PyTorch for that model and shows the reason.
+
+The export traces ``forward.forward_outputs``, the function eager PyTorch runs, so the graph returns
+the same things: ``logits``, the pooled pre-logits ``embedding``, one output per SE block named as the
+block (``SE_2_1`` ..., its excitation as (B, C)) and the input maps U of the Explain tab's default
+block (``U_SE_3_23``, (B, C, H, W)). The batch axis is dynamic, so the ten TTA crops run in one call.
+ONNX Runtime's own graph optimisations (``ORT_ENABLE_ALL``) do the rest; the graph is not rewritten.
+
+Exports are cached as ``<dir>/<arch>-<weights identity>-<H>x<W>-f<FORMAT>-op<OPSET>.onnx``, written
+with ``storage.atomic_write``, beside a JSON record of the file's sha256, the library versions and the
+validation on a fixed picture's ten crops: the largest difference of probabilities (under
+``PROB_TOLERANCE``), the same top-5 for every crop, and how close the embedding, the excitations and
+the maps are.
+
+Threads: ONNX Runtime can run every session of a process in one thread pool, a setting of the whole
+process that must be made before its first session. The engine asks for it when one forward runs at a
+time (the served app's default), so that the ensemble's sessions, which run back to back, share one
+pool sized as a PyTorch forward's threads. The first session opened decides, once, for the process
+(``_Threads``); every later session follows that decision.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import logging
+import os
+import re
 import threading
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
+from PIL import Image
+from torch import nn
 
-from . import onnx_export as ox
+from .ensemble import tta_batch
+from .forward import ForwardResult, forward_outputs
 from .models import LoadedModel
 from .se_blocks import SEBlock, map_blocks
-from .weights import remembered_sha256
+from .storage import atomic_write, cache_dir
+from .weights import file_sha256, remembered_sha256
 
 log = logging.getLogger(__name__)
 
 NAME = "onnxruntime"
+FORMAT_VERSION = 4  # bump when what the graph takes, returns or holds changes: old exports are then ignored
+OPSET = 17
+INPUT = "image"
+LOGITS, EMBEDDING = "logits", "embedding"
+MAP_PREFIX = "U_"  # output name of a block's input maps: U_SE_3_23
+PROB_TOLERANCE = 1e-4  # max |p_onnx - p_eager| over every class of every validation view
+FEATURE_TOLERANCE = 1e-3  # embedding and maps (relative to their largest value) and excitations (absolute)
 
 
 class OnnxUnavailable(RuntimeError):
@@ -40,53 +75,211 @@ def missing_packages() -> str | None:
     return None
 
 
-_shared_pool_threads: int | None = None  # None: not decided; 0: a pool per session; n: one pool of n threads
-_shared_pool_lock = threading.Lock()
+# ---------------------------------------------------------------- the export
 
 
-def serve_sessions_in_one_pool(config) -> bool:
-    """The served app's threading: every ONNX Runtime session of the process in one pool, where one forward
-    runs at a time (``inference_workers`` 1, the default).
+class _TracedForward(nn.Module):
+    """``forward_outputs`` as a module with flat outputs in a fixed order, for the exporter to trace."""
 
-    ONNX Runtime gives each session a pool of its own otherwise; the ensemble's two sessions run back to
-    back, and their forwards took 237 ms on 2 cores with a pool each, 206 ms with one pool (two processes
-    taking turns). With more workers, concurrent forwards would share one pool sized for one of them, so
-    each session keeps its own, as measured for that setting. A setting of the whole process, made before
-    any session opens: ONNX Runtime then refuses a session with a pool of its own in this process, which
-    is why only ``app.py`` and the benchmark's copies of its engine ask for it.
+    def __init__(self, model: nn.Module, blocks: list[SEBlock]):
+        super().__init__()
+        self.model, self.blocks = model, blocks
+
+    def forward(self, batch: torch.Tensor):
+        logits, embedding, excitations, maps = forward_outputs(self.model, self.blocks, batch)
+        return (logits, embedding, *(excitations[b.name] for b in self.blocks),
+                *(maps[b.name] for b in map_blocks(self.blocks)))
+
+
+def output_names(blocks: list[SEBlock]) -> list[str]:
+    return [LOGITS, EMBEDDING, *(b.name for b in blocks), *(MAP_PREFIX + b.name for b in map_blocks(blocks))]
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """Where one model's export and its validation record live."""
+
+    graph: Path
+    sidecar: Path
+
+
+def export_files(directory: Path, loaded: LoadedModel) -> ExportFiles:
+    """The cache key: architecture, weights content, input size, export format and opset."""
+    _, height, width = loaded.data_config["input_size"]
+    arch = re.sub(r"[^A-Za-z0-9_.-]", "_", loaded.spec.arch)[:80]
+    stem = f"{arch}-{loaded.weights.identity}-{height}x{width}-f{FORMAT_VERSION}-op{OPSET}"
+    return ExportFiles(directory / f"{stem}.onnx", directory / f"{stem}.json")
+
+
+def default_cache_dir(weights_dir: Path) -> Path:
+    """``<weights dir>/onnx`` when it can be written, else ``storage.cache_dir("onnx")``."""
+    preferred = Path(weights_dir) / "onnx"
+    try:
+        preferred.mkdir(parents=True, exist_ok=True)
+        if os.access(preferred, os.W_OK):
+            return preferred
+    except OSError:
+        pass
+    return cache_dir("onnx")
+
+
+def versions() -> dict[str, str]:
+    """Library versions an export depends on; a failed validation is retried when they change."""
+    import onnx
+    import onnxruntime
+    import timm
+
+    return {"torch": torch.__version__, "timm": timm.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def export_graph(loaded: LoadedModel, blocks: list[SEBlock], path: Path) -> str:
+    """Write the ONNX graph of ``loaded`` to ``path`` atomically; returns the file's sha256."""
+    traced = _TracedForward(loaded.model, blocks).eval()  # eval: the exporter restores the module's mode
+    _, height, width = loaded.data_config["input_size"]
+    example = torch.zeros(2, 3, height, width)  # batch 2: the batch axis is never specialised to 1
+    names = output_names(blocks)
+    with atomic_write(path) as tmp:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation
+            torch.onnx.export(
+                traced, (example,), str(tmp), dynamo=False, opset_version=OPSET,
+                input_names=[INPUT], output_names=names,
+                dynamic_axes={name: {0: "batch"} for name in [INPUT, *names]},
+            )
+        digest = file_sha256(tmp)
+    return digest
+
+
+# ---------------------------------------------------------------- validation against eager PyTorch
+
+
+def validation_batch(loaded: LoadedModel) -> torch.Tensor:
+    """A fixed structured picture (gradients, stripes, a disc) as the model's ten crops."""
+    height, width = 320, 400
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    disc = ((x - 260) ** 2 + (y - 150) ** 2 < 70**2) * 180.0
+    pixels = np.stack([x * 255 / width, (np.sin(x / 9) + 1) * 60 + disc, (x + y) % 48 * 5], axis=-1)
+    pixels += np.random.default_rng(0).integers(0, 40, size=pixels.shape)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    return tta_batch(loaded.transform, image, "tencrop")
+
+
+def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
+    """How far the ONNX outputs are from eager PyTorch, and whether that is within the tolerances."""
+    (logits_e, embedding_e, excitations_e, maps_e), (logits_o, embedding_o, excitations_o, maps_o) = eager, onnx
+    probs_e, probs_o = logits_e.float().softmax(-1), logits_o.float().softmax(-1)
+    k = min(5, probs_e.shape[-1])
+    top5_match = bool(torch.equal(probs_e.topk(k, -1).indices, probs_o.topk(k, -1).indices))
+    prob_diff = float((probs_e - probs_o).abs().max())
+    embedding_diff = _relative_diff(embedding_e, embedding_o)
+    same_blocks = list(excitations_e) == list(excitations_o) and list(maps_e) == list(maps_o)
+    excitation_diff = max((float((excitations_e[n] - excitations_o[n]).abs().max())
+                           for n in excitations_e if n in excitations_o), default=0.0)
+    maps_diff = max((_relative_diff(maps_e[n], maps_o[n]) for n in maps_e if n in maps_o), default=0.0)
+    problems = []
+    if prob_diff >= PROB_TOLERANCE:
+        problems.append(f"probabilities differ by up to {prob_diff:.2e} (limit {PROB_TOLERANCE:g})")
+    if not top5_match:
+        problems.append("the top-5 classes differ")
+    if embedding_diff >= FEATURE_TOLERANCE:
+        problems.append(f"embeddings differ by up to {embedding_diff:.2e} of their scale")
+    if not same_blocks:
+        problems.append("the SE blocks differ")
+    if excitation_diff >= FEATURE_TOLERANCE:
+        problems.append(f"excitations differ by up to {excitation_diff:.2e}")
+    if maps_diff >= FEATURE_TOLERANCE:
+        problems.append(f"feature maps differ by up to {maps_diff:.2e} of their scale")
+    return {
+        "valid": not problems,
+        "reason": "; ".join(problems),
+        "views": int(probs_e.shape[0]),
+        "max_abs_prob_diff": prob_diff,
+        "top5_match": top5_match,
+        "embedding_max_rel_diff": embedding_diff,
+        "excitation_max_abs_diff": excitation_diff,
+        "maps_max_rel_diff": maps_diff,
+    }
+
+
+def _relative_diff(expected: torch.Tensor, actual: torch.Tensor) -> float:
+    """The largest absolute difference, over the larger of 1 and the largest expected magnitude."""
+    scale = max(1.0, float(expected.abs().max()))
+    return float((expected.float() - actual.float()).abs().max()) / scale
+
+
+def validate(loaded: LoadedModel, eager: Callable[[torch.Tensor], ForwardResult],
+             onnx: Callable[[torch.Tensor], ForwardResult]) -> dict:
+    batch = validation_batch(loaded)
+    return compare(eager(batch), onnx(batch))
+
+
+def write_sidecar(path: Path, record: dict) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def read_sidecar(path: Path) -> dict | None:
+    """The validation record, or None when there is none or it cannot be read."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# ---------------------------------------------------------------- sessions and their threads
+
+
+class _Threads:
+    """The process's one decision about ONNX Runtime's thread pools, made when its first session opens.
+
+    ONNX Runtime takes a process-wide pool only before its environment exists (the first session
+    creates it), and from then on refuses sessions with a pool of their own; without it, it refuses
+    sessions that ask for the shared one. So the first session decides, and this object remembers.
     """
-    if config.engine == "torch" or config.queue.inference_workers != 1 or missing_packages():
-        return False
-    return _share_one_pool(config.queue.threads_per_forward)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.shared: int | None = None  # None: not decided; 0: a pool per session; n: one pool of n threads
+
+    def options(self, threads: int, share: bool):
+        """Session options: all graph optimisations, and either the shared pool or ``threads`` of its own."""
+        import onnxruntime as ort
+
+        with self._lock:
+            if self.shared is None:
+                self.shared = self._set_up_shared_pool(threads) if share else 0
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        if self.shared:
+            options.use_per_session_threads = False
+            if self.shared != threads:
+                log.info("ONNX Runtime's shared pool keeps its %d threads (asked for %d)", self.shared, threads)
+        else:
+            options.intra_op_num_threads = max(1, threads)
+            # Threads that spin between runs would take the cores from the session that runs next.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return options
+
+    @staticmethod
+    def _set_up_shared_pool(threads: int) -> int:
+        import onnxruntime as ort
+
+        try:
+            ort.set_global_thread_pool_sizes(max(1, threads), 1)
+        except Exception as err:
+            log.warning("ONNX Runtime sessions keep a thread pool each: %s", err)
+            return 0
+        # The pool is taken only if no session of this process came first; a probe tells which kind opens.
+        if _probe_opens(shared_pool=True) or not _probe_opens(shared_pool=False):
+            return max(1, threads)
+        log.warning("ONNX Runtime sessions keep a thread pool each: a session opened before the shared pool")
+        return 0
 
 
-def _share_one_pool(threads: int) -> bool:
-    global _shared_pool_threads
-    import onnxruntime as ort
-
-    with _shared_pool_lock:
-        if _shared_pool_threads is None:
-            try:
-                ort.set_global_thread_pool_sizes(threads, 1)
-            except Exception as err:
-                log.warning("ONNX Runtime sessions keep a thread pool each: %s", err)
-                _shared_pool_threads = 0
-                return False
-            # ONNX Runtime's environment (made by the first session) takes the pool only if no session came
-            # first; the probe tells which kind of session this process can open from now on.
-            if _opens(shared_pool=True) or not _opens(shared_pool=False):
-                _shared_pool_threads = threads
-            else:
-                log.warning("ONNX Runtime sessions keep a thread pool each: a session opened before the "
-                            "shared pool was set up")
-                _shared_pool_threads = 0
-        elif _shared_pool_threads and _shared_pool_threads != threads:
-            log.warning("ONNX Runtime's shared pool keeps its %d threads (asked for %d)", _shared_pool_threads,
-                        threads)
-    return bool(_shared_pool_threads)
-
-
-def _opens(shared_pool: bool) -> bool:
+def _probe_opens(shared_pool: bool) -> bool:
     """Whether a one-node session opens in the shared pool (or, with False, in a pool of its own)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -104,23 +297,7 @@ def _opens(shared_pool: bool) -> bool:
         return False
 
 
-def session_options(threads: int):
-    """All graph optimisations, ``threads`` intra-op threads (the same share of the CPUs a PyTorch forward
-    gets), or the process's one pool where ``serve_sessions_in_one_pool`` set it up (sized the same way;
-    its threads wait for work spinning a little, ONNX Runtime's default, which Python cannot change)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    if _shared_pool_threads:
-        options.use_per_session_threads = False
-    else:
-        options.intra_op_num_threads = max(1, threads)
-        # No busy-waiting between runs: one session's spinning threads took the cores from the next
-        # (the ensemble 0.43 s with spinning, 0.36 s without, on 2 cores).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
+THREADS = _Threads()  # ONNX Runtime's pools are the process's, so their decision is too
 
 
 class OrtBackend:
@@ -130,49 +307,57 @@ class OrtBackend:
 
     def __init__(self, session, blocks: list[SEBlock], path: Path):
         self.session, self.blocks, self.path = session, blocks, path
-        self._outputs = ox.output_names(blocks)
+        self._outputs = output_names(blocks)
 
-    def forward(self, batch: torch.Tensor) -> ox.ForwardResult:
-        values = self.session.run(self._outputs, {ox.INPUT: batch.detach().float().contiguous().numpy()})
+    def forward(self, batch: torch.Tensor) -> ForwardResult:
+        values = self.session.run(self._outputs, {INPUT: batch.detach().float().contiguous().numpy()})
         logits, embedding, *rest = (torch.from_numpy(v) for v in values)
         gates, maps = rest[:len(self.blocks)], rest[len(self.blocks):]
         return (logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)},
                 {b.name: u for b, u in zip(map_blocks(self.blocks), maps)})
 
 
-def open_session(path: Path, blocks: list[SEBlock], threads: int) -> OrtBackend:
+def open_session(path: Path, blocks: list[SEBlock], threads: int, share_pool: bool = False) -> OrtBackend:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+    options = THREADS.options(threads, share_pool)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    if names != ox.output_names(blocks):
+    if names != output_names(blocks):
         raise OnnxUnavailable(f"the graph's outputs {names[:4]}... are not this model's")
     return OrtBackend(session, blocks, path)
 
 
-def prepare(loaded: LoadedModel, blocks: list[SEBlock], cache_dir: Path,
-            eager: Callable[[torch.Tensor], ox.ForwardResult], threads: int = 1) -> OrtBackend:
-    """A validated ONNX Runtime backend for ``loaded``, from the cache or exported now."""
+# ---------------------------------------------------------------- a ready backend, cached or exported now
+
+
+def prepare(loaded: LoadedModel, blocks: list[SEBlock], directory: Path,
+            eager: Callable[[torch.Tensor], ForwardResult], threads: int = 1, share_pool: bool = False) -> OrtBackend:
+    """A validated ONNX Runtime backend for ``loaded``, from the cache or exported now.
+
+    ``threads``: intra-op threads of its session; ``share_pool``: ask for the process's one pool (see
+    ``_Threads``), for when one forward runs at a time.
+    """
     missing = missing_packages()
     if missing:
         raise OnnxUnavailable(missing)
-    files = ox.export_files(cache_dir, loaded)
-    record = ox.read_sidecar(files.sidecar)
+    files = export_files(directory, loaded)
+    record = read_sidecar(files.sidecar)
     if record is not None and files.graph.is_file():
-        if not record.get("valid"):
-            if record.get("versions") == ox.versions():
-                raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
-                                      f"see {files.sidecar}")
-        else:
-            return _open_cached(files, record, blocks, threads)
-    return _export(loaded, blocks, files, eager, threads)
+        if record.get("valid"):
+            return _open_cached(files, record, blocks, threads, share_pool)
+        if record.get("versions") == versions():
+            raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
+                                  f"see {files.sidecar}")
+    return _export(loaded, blocks, files, eager, threads, share_pool)
 
 
-def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock], threads: int) -> OrtBackend:
+def _open_cached(files: ExportFiles, record: dict, blocks: list[SEBlock], threads: int,
+                 share_pool: bool) -> OrtBackend:
     try:
         if remembered_sha256(files.graph) != record.get("sha256"):  # read once, then known by its stat
             raise OnnxUnavailable("its content does not match the sha256 recorded when it was validated")
-        backend = open_session(files.graph, blocks, threads)
+        backend = open_session(files.graph, blocks, threads, share_pool)
     except Exception as err:
         # A damaged cache file: remove it so that the next start exports afresh, and keep eager for now.
         for path in (files.graph, files.sidecar):
@@ -183,26 +368,25 @@ def _open_cached(files: ox.ExportFiles, record: dict, blocks: list[SEBlock], thr
     return backend
 
 
-def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ox.ExportFiles,
-            eager: Callable[[torch.Tensor], ox.ForwardResult], threads: int) -> OrtBackend:
+def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ExportFiles,
+            eager: Callable[[torch.Tensor], ForwardResult], threads: int, share_pool: bool) -> OrtBackend:
     start = time.perf_counter()
     log.info("%s: exporting to ONNX (once) at %s", loaded.name, files.graph)
     try:
-        digest, layout = ox.export_graph(loaded, blocks, files.graph)
-        backend = open_session(files.graph, blocks, threads)
+        digest = export_graph(loaded, blocks, files.graph)
+        backend = open_session(files.graph, blocks, threads, share_pool)
     except Exception as err:
         files.graph.unlink(missing_ok=True)
         raise OnnxUnavailable(f"the ONNX export failed: {type(err).__name__}: {err}") from err
     try:
-        report = ox.validate(loaded, eager, backend.forward)
+        report = validate(loaded, eager, backend.forward)
     except Exception as err:
         files.graph.unlink(missing_ok=True)
         raise OnnxUnavailable(f"the exported graph failed on the validation batch: {type(err).__name__}: {err}") from err
     record = {"model": loaded.name, "weights_identity": loaded.weights.identity, "file": files.graph.name,
-              "sha256": digest, "format": ox.FORMAT_VERSION, "opset": ox.OPSET, "outputs": ox.output_names(blocks),
-              "layout": layout.as_record(), "export_seconds": round(time.perf_counter() - start, 2),
-              "versions": ox.versions(), **report}
-    ox.write_sidecar(files.sidecar, record)
+              "sha256": digest, "format": FORMAT_VERSION, "opset": OPSET, "outputs": output_names(blocks),
+              "export_seconds": round(time.perf_counter() - start, 2), "versions": versions(), **report}
+    write_sidecar(files.sidecar, record)
     if not report["valid"]:
         raise OnnxUnavailable(f"its export failed validation against PyTorch ({report['reason']}); see {files.sidecar}")
     log.info("%s: exported and validated in %.1f s (max |Δp| %.1e, same top-5)", loaded.name,

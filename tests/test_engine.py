@@ -275,3 +275,95 @@ def test_other_blocks_and_channels_take_an_eager_pass(engine, tiny_registry, sen
 
 def test_multi_view_passes_keep_no_maps(engine, senet_name):
     assert engine.run(senet_name, random_image(seed=33), "flip").channel_maps == {}
+
+
+# ---------------------------------------------------------------- the package's shape
+
+
+def _package_imports(root) -> dict[str, set[str]]:
+    """Module -> the modules of the package at ``root`` it imports anywhere in its text (functions included)."""
+    import ast
+    from pathlib import Path
+
+    modules = {}
+    for path in Path(root).rglob("*.py"):
+        parts = [Path(root).name, *path.relative_to(root).with_suffix("").parts]
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    graph = {}
+    for name, (path, is_package) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        found = set()
+        for node in _runtime_nodes(ast.parse(Path(path).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*anchor, *([node.module] if node.module else [])])
+                found.add(base)
+                found.update(f"{base}.{alias.name}" for alias in node.names)  # ``from . import engine``
+        graph[name] = {m for m in found if m in modules and m != name}
+    return graph
+
+
+def _runtime_nodes(tree):
+    """Every node of ``tree`` but those under ``if TYPE_CHECKING:`` (imports for annotations, never run)."""
+    import ast
+
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+        else:
+            stack.extend(ast.iter_child_nodes(node))
+
+
+def _a_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state, trail = {}, []  # state: 1 on the current path, 2 done
+
+    def visit(module):
+        state[module] = 1
+        trail.append(module)
+        for other in sorted(graph[module]):
+            if state.get(other) == 1:
+                return trail[trail.index(other):] + [other]
+            if other not in state and (cycle := visit(other)):
+                return cycle
+        state[module] = 2
+        trail.pop()
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
+
+
+def test_the_package_has_no_import_cycle():
+    from helpers import REPO_ROOT
+
+    graph = _package_imports(REPO_ROOT / "senet_demo")
+    # The walk sees what it must: the engine uses the one forward and the ONNX Runtime backend.
+    assert {"senet_demo.forward", "senet_demo.onnx_backend"} <= graph["senet_demo.engine"]
+    assert "senet_demo.forward" in graph["senet_demo.onnx_backend"]
+    assert _a_cycle(graph) is None, " -> ".join(_a_cycle(graph))
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "a.py").write_text("from .sub.b import thing\n")
+    (package / "sub" / "b.py").write_text("import os\nthing = 1\n")
+    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .sub import b\n"
+                                  "from . import a\n")
+    assert _a_cycle(_package_imports(package)) is None  # an import for annotations only is no cycle
+    (package / "sub" / "b.py").write_text("def later():\n    from ..c import a\n")  # the cycle hides in a function
+    graph = _package_imports(package)
+    assert graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg.a"}
+    assert _a_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -18,12 +20,13 @@ from safetensors.torch import load_file, save_file
 
 import se_models as sm
 from helpers import SENET_DATA, make_config, random_image
-from senet_demo import onnx_backend, onnx_layout
-from senet_demo import onnx_export as ox
+from senet_demo import onnx_backend
 from senet_demo.engine import Engine
 from senet_demo.services import Services
+from senet_demo.weights import file_sha256
 
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 
 def start(root, specs, engine="onnx") -> Services:
@@ -141,19 +144,10 @@ def test_the_record_holds_the_validation(onnx_services, onnx_root, resnet_name, 
         assert record["valid"] is True and record["top5_match"] is True
         assert 0 <= record["max_abs_prob_diff"] < 1e-4
         assert record["views"] == 10
-        assert record["sha256"] == ox.file_sha256(graph)
+        assert record["sha256"] == file_sha256(graph)
         assert record["weights_identity"] in graph.name
-        assert record["versions"] == ox.versions()
-        block = onnx_layout.blocked_layout_width()
-        assert record["layout"]["block"] == block and graph.stem.endswith(f"-b{block}")
-    senext_record = json.loads(next(g for g in graphs if g.name.startswith("seresnext")).with_suffix(".json").read_text())
-    if onnx_layout.blocked_layout_width():  # every SE block and the narrow grouped convs rewritten for the layout
-        blocks = onnx_services.registry.se_blocks(senet_name)
-        assert senext_record["layout"]["squeezes"] == senext_record["layout"]["broadcasts"] == len(blocks)
-        model = onnx_services.registry.get(senet_name).model
-        narrow = [m for m in model.modules()
-                  if isinstance(m, torch.nn.Conv2d) and m.groups > 1 and 1 < m.in_channels // m.groups < 16]
-        assert senext_record["layout"]["merged_convs"] == len(narrow) == 2  # stages 1 and 2: 4 and 8 per group
+        assert record["versions"] == onnx_backend.versions()
+        assert record["outputs"] == [o.name for o in onnx.load(str(graph)).graph.output]
 
 
 # ---------------------------------------------------------------- exported once, keyed by weights
@@ -167,7 +161,7 @@ def test_a_second_start_reuses_the_export(onnx_services, onnx_root, resnet_name,
     def no_export(*args):
         raise AssertionError("exported again")
 
-    monkeypatch.setattr(ox, "export_graph", no_export)
+    monkeypatch.setattr(onnx_backend, "export_graph", no_export)
     again = start(onnx_root, [resnet_name, senet_name])
     for name in (resnet_name, senet_name):
         assert_same_outputs(again.engine.run(name, random_image(seed=7)),
@@ -209,7 +203,7 @@ def _exported(tmp_path, spec):
 def _garbage_recorded_as_valid(graph):
     graph.write_bytes(b"this is not an ONNX graph")
     record = json.loads(graph.with_suffix(".json").read_text())
-    record["sha256"] = ox.file_sha256(graph)  # only ONNX Runtime itself can tell
+    record["sha256"] = file_sha256(graph)  # only ONNX Runtime itself can tell
     graph.with_suffix(".json").write_text(json.dumps(record))
 
 
@@ -238,7 +232,7 @@ def test_a_corrupt_export_falls_back_to_eager_with_the_reason(tmp_path, resnet_n
 
 
 def test_a_failed_validation_keeps_eager_and_is_not_retried(tmp_path, resnet_name, monkeypatch):
-    monkeypatch.setattr(ox, "PROB_TOLERANCE", 0.0)  # no export can be that exact
+    monkeypatch.setattr(onnx_backend, "PROB_TOLERANCE", 0.0)  # no export can be that exact
     services = start(tmp_path, [resnet_name])
     services.engine.run(resnet_name, random_image())
     status = services.engine.backend_name(resnet_name)
@@ -247,7 +241,7 @@ def test_a_failed_validation_keeps_eager_and_is_not_retried(tmp_path, resnet_nam
     record = json.loads(graph.with_suffix(".json").read_text())
     assert record["valid"] is False and "probabilities differ" in record["reason"]
 
-    monkeypatch.setattr(ox, "export_graph", lambda *args: pytest.fail("a failed export was retried"))
+    monkeypatch.setattr(onnx_backend, "export_graph", lambda *args: pytest.fail("a failed export was retried"))
     again = start(tmp_path, [resnet_name])
     again.engine.run(resnet_name, random_image())
     assert "failed validation" in again.engine.backend_name(resnet_name)
@@ -327,68 +321,62 @@ def test_app_engine_flag():
         app.parse_args(["--engine", "tensorrt"])
 
 
-# ---------------------------------------------------------------- one thread pool for the served app
+# ---------------------------------------------------------------- threads, set up by the engine itself
 
-SHARED_POOL_CHILD = """
+THREADS_CHILD = """
 import json, os, sys
-import numpy as np
 import onnxruntime as ort
+import torch
 sys.path[:0] = [os.environ["REPO_ROOT"], os.environ["TESTS_DIR"]]
 from helpers import make_config, random_image
 from pathlib import Path
-from senet_demo.onnx_backend import serve_sessions_in_one_pool
+from senet_demo.config import QueueSettings
 from senet_demo.services import Services
 
-config = make_config(Path(os.environ["ROOT"]), json.loads(os.environ["SPECS"]), engine="onnx")
-assert serve_sessions_in_one_pool(config)
+queue = QueueSettings(inference_workers=int(os.environ["WORKERS"]))
+torch.set_num_threads(queue.threads_per_forward + 1)  # the engine, not its caller, sets the threads
+config = make_config(Path(os.environ["ROOT"]), json.loads(os.environ["SPECS"]), engine="onnx", queue=queue)
 services = Services.create(config)
+threads = torch.get_num_threads()
 image = random_image(seed=11)
 answers = {name: services.engine.run(name, image).probs.tolist() for name in services.registry.names}
 backends = [services.engine.backend_name(name) for name in services.registry.names]
 graph = sorted((Path(os.environ["ROOT"]) / "weights" / "onnx").glob("*.onnx"))[0]
 own_pool = ort.SessionOptions()
-own_pool.intra_op_num_threads = 2
+own_pool.intra_op_num_threads = 1
 try:
     ort.InferenceSession(str(graph), own_pool, providers=["CPUExecutionProvider"])
     refused = None
 except Exception as err:
     refused = str(err)
-print(json.dumps({"answers": answers, "backends": backends, "refused": refused}))
+print(json.dumps({"answers": answers, "backends": backends, "refused": refused, "torch_threads": threads,
+                  "threads_per_forward": queue.threads_per_forward}))
 """
 
 
-def test_the_served_apps_sessions_share_one_thread_pool(onnx_root, onnx_services, resnet_name, senet_name):
-    """app.py runs every session in one pool (in a process of its own here: the setting is the process's);
-    the answers are those of sessions with a pool each."""
-    import os
-    import subprocess
-
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_engine_sets_up_the_threads_itself(onnx_root, onnx_services, resnet_name, senet_name, workers):
+    """In a fresh process (the pool is a setting of the process), the engine alone sets PyTorch's threads and,
+    for one forward at a time, runs every ONNX Runtime session in one pool: ONNX Runtime then refuses a
+    session with a pool of its own. With concurrent forwards each session keeps its own. Same answers."""
     from helpers import REPO_ROOT
 
     image = random_image(seed=11)
     expected = {name: onnx_services.engine.run(name, image).probs for name in (resnet_name, senet_name)}
     env = {**os.environ, "REPO_ROOT": str(REPO_ROOT), "TESTS_DIR": str(REPO_ROOT / "tests"), "ROOT": str(onnx_root),
-           "SPECS": json.dumps([resnet_name, senet_name])}
-    done = subprocess.run([sys.executable, "-c", SHARED_POOL_CHILD], env=env, capture_output=True, text=True,
+           "SPECS": json.dumps([resnet_name, senet_name]), "WORKERS": str(workers)}
+    done = subprocess.run([sys.executable, "-c", THREADS_CHILD], env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     child = json.loads(done.stdout.strip().splitlines()[-1])
     assert child["backends"] == ["onnxruntime", "onnxruntime"]
-    # Proof that the process has the one pool: ONNX Runtime now refuses a session with a pool of its own.
-    assert child["refused"] and "global thread pool" in child["refused"]
+    assert child["torch_threads"] == child["threads_per_forward"]
+    if workers == 1:
+        assert child["refused"] and "global thread pool" in child["refused"]
+    else:
+        assert child["refused"] is None
     for name, probs in child["answers"].items():
         np.testing.assert_allclose(probs, expected[name], atol=1e-6, rtol=0)
-
-
-@pytest.mark.parametrize("engine, workers", [("torch", 1), ("onnx", 2), ("auto", 3)])
-def test_sessions_keep_a_pool_each_for_eager_or_for_concurrent_forwards(tmp_path, resnet_name, engine, workers):
-    """Eager PyTorch needs no ONNX Runtime pool; with several forwards at once, one pool sized for one of
-    them would starve the others. Neither asks ONNX Runtime for anything (safe in this test process)."""
-    from senet_demo.config import QueueSettings
-
-    config = make_config(tmp_path, [resnet_name], engine=engine, queue=QueueSettings(inference_workers=workers))
-    assert onnx_backend.serve_sessions_in_one_pool(config) is False
-    assert onnx_backend._shared_pool_threads is None
 
 
 # ---------------------------------------------------------------- what stays eager
@@ -469,7 +457,7 @@ def test_a_graph_that_fails_on_the_validation_batch_stays_eager(tmp_path, resnet
     def broken(*args, **kwargs):
         raise RuntimeError("Got invalid dimensions for input: image")
 
-    monkeypatch.setattr(ox, "validate", broken)
+    monkeypatch.setattr(onnx_backend, "validate", broken)
     services = start(tmp_path, [resnet_name], engine="auto")
     image = random_image(seed=51)
     outputs = services.engine.run(resnet_name, image)
