@@ -84,8 +84,15 @@ class Limits:
     max_image_bytes: int = 20 * 1024 * 1024  # one uploaded image file
     max_image_pixels: int = 40_000_000  # decoded width * height (decompression bombs)
     min_image_side: int = 8  # smaller images carry nothing to classify
+    # longer side / shorter side. A model resizes the shorter side to its input size and keeps the ratio, so
+    # this bounds the pixels every forward's resize makes (ratio x side^2), whatever the picture's size.
+    max_aspect_ratio: float = 10.0
     max_upload_files: int = 200  # images per gallery upload (files or zip members)
     max_upload_total_bytes: int = 200 * 1024 * 1024  # uncompressed total of one upload
+    # pixels decoded for one upload, summed from the files' headers before any is decoded (a JPEG counts at
+    # the reduced size it is decoded at): bounds the decoding work one upload costs the shared server
+    max_upload_pixels: int = 300_000_000
+    max_session_bytes: int = 100 * 1024 * 1024  # all of one visitor's uploaded files kept at once
     result_cache_entries: int = 256  # forward-pass results kept in the LRU
     upload_session_ttl_s: int = 2 * 3600  # a visitor's uploads are deleted this long after their last change
 
@@ -93,9 +100,26 @@ class Limits:
 def _int_from_env(name: str) -> int:
     text = os.environ.get(name, "").strip()
     try:
-        return int(text) if text else 0
+        value = int(text) if text else 0
     except ValueError:
-        raise ValueError(f"{name}={text!r} is not a whole number.") from None
+        raise ValueError(f"{name}={text!r} is not a whole number; set it to 1 or more, or unset it.") from None
+    if text and value < 1:
+        raise ValueError(f"{name}={text!r} must be 1 or more; set it to 1 or more, or unset it.")
+    return value
+
+
+def environment_problems() -> list[str]:
+    """What is wrong with the SENET_* environment variables, one line each; checked at start, before any work."""
+    problems = []
+    engine = os.environ.get("SENET_ENGINE")
+    if engine is not None and engine not in ENGINE_CHOICES:
+        problems.append(f"SENET_ENGINE={engine!r} is not an engine; set it to one of {', '.join(ENGINE_CHOICES)}, "
+                        f"or unset it.")
+    try:
+        _int_from_env("SENET_INFERENCE_WORKERS")
+    except ValueError as err:
+        problems.append(str(err))
+    return problems
 
 
 def _cpu_count() -> int:

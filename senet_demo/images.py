@@ -1,7 +1,8 @@
 """Safe decoding of untrusted images into RGB PIL images.
 
 Everything a visitor sends goes through ``load_image``: size limits are checked
-before and after decoding (decompression bombs), EXIF orientation is applied,
+before and after decoding (decompression bombs), and so is the ratio of the sides (a long strip
+would make every model's resize enormous), EXIF orientation is applied,
 and palette, grayscale, CMYK, 16-bit and alpha images all become 8-bit RGB,
 with transparency composited on white; the file's metadata (EXIF, GPS,
 comments) is dropped. A picture larger than the models need is decoded at a working
@@ -218,9 +219,43 @@ def _from_array(array: np.ndarray) -> Image.Image:
 
 def _scale_to_8bit(image: Image.Image, full_range: float | None = None) -> Image.Image:
     """16-bit modes have a known range; for 32-bit int/float modes guess it from the values."""
-    array = np.asarray(image, dtype=np.float64)
+    array = np.asarray(image, dtype=np.float32)  # one float32 copy, scaled in place: 4 bytes a pixel at most
     top = full_range or (65535.0 if array.max(initial=0) > 255 else 255.0)
-    return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    array *= 255.0 / top
+    array += 0.5
+    np.clip(array, 0, 255, out=array)
+    return Image.fromarray(array.astype(np.uint8), mode="L")
+
+
+def decoded_size(data: bytes, limits: Limits = Limits(), name: str | None = None) -> tuple[str, tuple[int, int]]:
+    """The format and the size ``load_image`` would decode ``data`` at, from the header alone (nothing is
+    decoded): a JPEG at the reduced scale it is decoded at. Raises ``ImageError`` for what ``load_image``
+    would refuse from the header (not an image, too many pixels, too small, too narrow)."""
+    name = shown_name(name)
+    if not data:
+        raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
+    Image.init()
+    try:
+        with Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:
+            _check_pixels(image.size, limits, name)
+            image.draft(None, (WORKING_SIDE, WORKING_SIDE))
+            return image.format, image.size
+    except ImageError:
+        raise
+    except Image.DecompressionBombError:
+        size = _declared_size(data)
+        if size:
+            _check_pixels(size, limits, name)
+        raise _error(name, f"has too many pixels (over {limits.max_image_pixels:,}); scale it down and try again")
+    except UnidentifiedImageError:
+        raise _error(name, _not_readable(data)) from None
+    except Exception as err:
+        raise _error(name, f"is truncated or corrupt ({err}); re-save it as JPEG or PNG and try again") from err
+
+
+# The file suffix an image is stored under, from the format its content decodes as (never the name it came with).
+FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
+                   "TIFF": ".tif"}
 
 
 def _check_pixels(size: tuple[int, int], limits: Limits, name: str | None = None) -> None:
@@ -231,6 +266,10 @@ def _check_pixels(size: tuple[int, int], limits: Limits, name: str | None = None
     if min(width, height) < limits.min_image_side:
         raise _error(name, f"is too small: {width}×{height} px; each side needs at least "
                            f"{limits.min_image_side} px")
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise _error(name, f"is too long and narrow: {width:,}×{height:,} px, a ratio of "
+                           f"{max(width, height) / min(width, height):,.0f}:1 (at most {limits.max_aspect_ratio:g}:1); "
+                           f"crop it to the part that matters and try again")
 
 
 def _too_big(size: int, limits: Limits) -> str:

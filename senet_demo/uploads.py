@@ -1,16 +1,22 @@
 """Visitor uploads that extend the gallery for one session only.
 
 Uploads are untrusted: a zip member with an absolute path or ``..`` rejects
-the whole zip; counts and uncompressed sizes are capped, first from the zip's
-directory (before anything is extracted), then while reading (a directory can
-lie); every file must decode as an image (others are skipped with a message);
-names are reduced to safe characters. Files land in a per-session temporary
-folder that no other visitor can reach and that is deleted when the session
-ends (or, if it never ends cleanly, at the next start a day later). Their
-features are kept in memory only, never in the shared on-disk feature store.
+the whole zip (nothing is ever extracted by its own path: a folder name only
+becomes a sanitised label); counts and uncompressed sizes are capped, first
+from the zip's directory (before anything is extracted), then while reading (a
+directory can lie); the pixels all the pictures would decode to are summed from
+their headers and capped before any is decoded; a session's files are capped in
+bytes; every file must decode as an image (others are skipped with a message)
+and is stored under the suffix of the format it decodes as; names are reduced
+to safe characters. Files land in a per-session temporary folder that no other
+visitor can reach and that is deleted when the session ends, or when the visitor
+asks (``forget``, which also deletes the copies the web server kept), or, if it
+never ends cleanly, at the next start a day later. Their features are kept in
+memory only, never in the shared on-disk feature store.
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import shutil
@@ -21,7 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from .config import Limits
 from .gallery import GalleryItem, file_digest
-from .images import IMAGE_SUFFIXES, ImageError, load_image, shown_name, size_text
+from .images import FORMAT_SUFFIXES, IMAGE_SUFFIXES, ImageError, decoded_size, load_image, shown_name, size_text
 
 DEFAULT_LABEL = "uploaded"
 MAX_SKIP_MESSAGES = 10
@@ -46,6 +52,39 @@ def new_session_dir() -> Path:
 def remove_session_dir(path: Path | str | None) -> None:
     if path:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def gradio_upload_root() -> Path:
+    """Where Gradio keeps its own copy of every uploaded file (``GRADIO_TEMP_DIR``, else ``<tmp>/gradio``)."""
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def forget(session_dir: Path | str | None, uploaded: list[str | Path] | None = ()) -> int:
+    """Delete a visitor's uploads: the session folder, and the copies Gradio kept of the files the
+    visitor sent (``uploaded``: the paths Gradio passed to the upload handler), which Gradio would
+    otherwise serve by URL for a day. Only paths inside Gradio's upload folder are touched, so a path
+    that came from anywhere else deletes nothing. Returns how many of Gradio's copies were deleted."""
+    remove_session_dir(session_dir)
+    root, removed = gradio_upload_root(), 0
+    for name in uploaded or ():
+        if not name:
+            continue
+        path = Path(name).resolve()
+        if not path.is_relative_to(root) or path == root or not path.is_file():
+            continue
+        path.unlink(missing_ok=True)
+        removed += 1
+        folder = path.parent  # Gradio keeps each file in a folder of its own, named by its hash
+        if folder != root and folder.is_relative_to(root) and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+def session_bytes(session_dir: Path | str | None) -> int:
+    """Bytes of the files a session holds now."""
+    if not session_dir or not Path(session_dir).is_dir():
+        return 0
+    return sum(p.stat().st_size for p in Path(session_dir).rglob("*") if p.is_file())
 
 
 def sweep_stale_sessions(max_age_s: float = STALE_SESSION_SECONDS) -> int:
@@ -74,6 +113,11 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
     items, messages = [], []
     for file in files:
         path = Path(file)
+        if not path.is_file():
+            raise UploadError(f"{shown_name(path.name) or 'The upload'} was not received; upload it again.")
+        if _looks_like_zip(path) and not zipfile.is_zipfile(path):
+            raise UploadError(f"{shown_name(path.name)} is a zip archive that is truncated or damaged (its directory "
+                              f"is missing); nothing was added. Re-create the zip and upload it again.")
         if zipfile.is_zipfile(path):
             entries, skipped = _zip_entries(path, default_label, limits)
             messages += [f"Skipped {name}: not an image file." for name in skipped[:MAX_SKIP_MESSAGES]]
@@ -97,7 +141,26 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         if total > limits.max_upload_total_bytes:
             raise UploadError(_too_large(limits))
 
+    held = session_bytes(session_dir)
+    if held + total > limits.max_session_bytes:
+        raise UploadError(f"Your session would hold {size_text(held + total)} of uploads, more than the "
+                          f"{size_text(limits.max_session_bytes)} one session may keep; nothing was added. Remove "
+                          f"your images or upload fewer.")
+    # The decoding work, from the headers, before anything is decoded.
+    headers, pixels = [], 0
     for entry_label, name, data in candidates:
+        try:
+            fmt, (width, height) = decoded_size(data, limits, name=name)
+        except ImageError as err:
+            messages.append(f"Skipped {err}")
+            continue
+        pixels += width * height
+        headers.append((entry_label, name, data, fmt))
+    if pixels > limits.max_upload_pixels:
+        raise UploadError(f"The upload would decode to {pixels:,} pixels, more than the {limits.max_upload_pixels:,} "
+                          f"one upload may have; nothing was added. Upload fewer or smaller pictures at a time.")
+
+    for entry_label, name, data, fmt in headers:
         try:
             load_image(data, limits, name=name)
         except ImageError as err:
@@ -105,7 +168,9 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
             continue
         folder = session_dir / safe_name(entry_label, default_label)
         folder.mkdir(parents=True, exist_ok=True)
-        target = _unique(folder / safe_name(name, "image"))
+        # stored under the suffix of what it is, so every later reader sees the format it holds
+        stem = safe_name(PurePosixPath(name).stem, "image")
+        target = _unique(folder / f"{stem}{FORMAT_SUFFIXES.get(fmt, '.img')}")
         target.write_bytes(data)
         items.append(GalleryItem(target, folder.name, file_digest(target), persist=False))
     messages.insert(0, f"Added {len(items)} image(s) to your session's gallery (only you can see them).")
@@ -137,9 +202,13 @@ def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tupl
         infos = [info for info in listed if not info.is_dir()]
         for info in infos:
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
-            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            # A drive letter ("C:") is a path outside; a colon elsewhere ("Trip: Rome 2024/") is only a name.
+            if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and _DRIVE.fullmatch(parts[0])):
                 raise UploadError(f"{zip_name} was rejected: its entry '{_quoted(info.filename)}' points outside "
                                   f"the archive. Nothing was added.")
+        if any(info.flag_bits & 0x1 for info in infos):  # bit 0: the member is encrypted
+            raise UploadError(f"{zip_name} is encrypted (password-protected), and this app cannot open it; nothing "
+                              f"was added. Re-create the zip without a password and try again.")
         infos = [i for i in infos if not _hidden(i.filename)]  # .DS_Store, ._photo.jpg, __MACOSX/: skipped silently
         skipped = [_quoted(PurePosixPath(i.filename).name) for i in infos
                    if Path(i.filename).suffix.lower() not in IMAGE_SUFFIXES]
@@ -163,6 +232,14 @@ def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tupl
             label = parts[-2] if len(parts) >= 2 else default_label
             entries.append((label, parts[-1], data))
         return entries, skipped
+
+
+_DRIVE = re.compile(r"[A-Za-z]:")
+
+
+def _looks_like_zip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
 def _member_too_big(zip_name: str, member: str, size: int, limits: Limits) -> str:

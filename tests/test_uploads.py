@@ -439,3 +439,83 @@ def test_an_open_but_idle_session_loses_its_uploads_after_the_time_limit(tmp_pat
     session._state_ttl[state_block._id] = (ttl, created - datetime.timedelta(seconds=601))
     holder.delete_all_expired_state()  # Gradio runs this every second
     assert not folder.exists()
+
+
+# --- fail safe: names the problem, stores what a file is, bounded per session, removable ----------------------
+
+
+def test_an_encrypted_zip_is_named_as_encrypted(tmp_path, session):
+    archive = make_zip(tmp_path / "secret.zip", {"cats/a.jpg": image_bytes(picture(1))})
+    raw = bytearray(archive.read_bytes())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # general-purpose flags, bit 0: encrypted
+        at = raw.index(signature)
+        raw[at + flags_at] |= 0x01
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(UploadError) as refused:
+        ingest([archive], session)
+    assert str(refused.value) == ("secret.zip is encrypted (password-protected), and this app cannot open it; nothing "
+                                  "was added. Re-create the zip without a password and try again.")
+    assert files_under(session) == set()
+
+
+def test_a_folder_name_with_a_colon_is_a_legal_label(tmp_path, session):
+    archive = make_zip(tmp_path / "trip.zip", {"Trip: Rome 2024/colosseum.jpg": image_bytes(picture(1)),
+                                               "Trip: Rome 2024/forum.jpg": image_bytes(picture(2))})
+    items, _ = ingest([archive], session)
+    assert [(item.label, item.path.name) for item in items] == [("Trip_Rome_2024", "colosseum.jpg"),
+                                                               ("Trip_Rome_2024", "forum.jpg")]
+
+
+def test_a_truncated_zip_is_named_as_a_damaged_zip(tmp_path, session):
+    archive = make_zip(tmp_path / "cut.zip", {f"cats/{i}.jpg": image_bytes(picture(i)) for i in range(3)})
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])  # the directory at the end is gone
+    with pytest.raises(UploadError) as refused:
+        ingest([archive], session)
+    assert str(refused.value) == ("cut.zip is a zip archive that is truncated or damaged (its directory is missing); "
+                                  "nothing was added. Re-create the zip and upload it again.")
+
+
+@pytest.mark.parametrize("named, content, stored", [("drawing.svg", "PNG", ".png"), ("photo.png", "JPEG", ".jpg"),
+                                                    ("scan", "PNG", ".png"), ("x.tiff.jpg", "GIF", ".gif")])
+def test_an_upload_is_stored_under_the_suffix_of_its_format(tmp_path, session, named, content, stored):
+    source = tmp_path / named
+    source.write_bytes(image_bytes(picture(1), content))
+    items, _ = ingest([source], session)
+    assert [item.path.suffix for item in items] == [stored]
+    assert items[0].path.read_bytes() == source.read_bytes()
+
+
+def test_a_session_is_capped_in_bytes(tmp_path, session):
+    photos = write_images(tmp_path / "src", [f"p{i}.png" for i in range(4)])
+    sizes = [p.stat().st_size for p in photos]
+    limits = Limits(max_session_bytes=sum(sizes[:3]))
+    ingest(photos[:2], session, limits=limits)
+    ingest(photos[2:3], session, limits=limits)  # exactly at the cap
+    with pytest.raises(UploadError, match=r"^Your session would hold .* more than the .* one session may keep"):
+        ingest(photos[3:], session, limits=limits)
+    assert len(files_under(session)) == 3
+
+
+def test_forget_removes_the_session_and_the_servers_copies_only(tmp_path, monkeypatch):
+    gradio_root = tmp_path / "gradio"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(gradio_root))
+    copies = []
+    for i in range(2):  # Gradio keeps each upload in a folder named by its hash
+        copy = gradio_root / f"hash{i}" / f"photo{i}.jpg"
+        copy.parent.mkdir(parents=True)
+        copy.write_bytes(image_bytes(picture(i)))
+        copies.append(copy)
+    other_visitor = gradio_root / "hash9" / "theirs.jpg"
+    other_visitor.parent.mkdir(parents=True)
+    other_visitor.write_bytes(b"x")
+    outside = tmp_path / "operator" / "gallery.jpg"
+    outside.parent.mkdir()
+    outside.write_bytes(b"x")
+    session = new_session_dir()
+    ingest(copies, session)
+
+    removed = uploads.forget(session, [*map(str, copies), str(outside), str(gradio_root / ".." / "operator" /
+                                                                             "gallery.jpg"), None])
+    assert removed == 2
+    assert not session.exists() and not any(c.exists() or c.parent.exists() for c in copies)
+    assert other_visitor.exists() and outside.exists()
