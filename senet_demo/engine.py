@@ -27,7 +27,6 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -41,6 +40,8 @@ from .images import content_hash
 from .models import LoadedModel, ModelRegistry
 from .se_blocks import MAP_CHANNELS, SEBlock, capture_se_inputs, excitation_disabled
 from .storage import LRUCache
+
+__all__ = ["Backend", "EagerBackend", "Engine", "ForwardResult", "Outputs"]  # the first two from forward.py
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,6 @@ class Outputs:
     latency_ms: float = 0.0  # wall time of the forward pass that produced this
     views: int = 1
     from_cache: bool = False  # True when served from the cache (latency_ms is then the original pass's)
-
-
-__all__ = ["Backend", "EagerBackend", "Engine", "ForwardResult", "Outputs"]
 
 
 class Engine:

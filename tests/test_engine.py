@@ -365,5 +365,16 @@ def test_the_cycle_check_finds_a_cycle_through_a_function_level_import(tmp_path)
     assert _a_cycle(_package_imports(package)) is None  # an import for annotations only is no cycle
     (package / "sub" / "b.py").write_text("def later():\n    from ..c import a\n")  # the cycle hides in a function
     graph = _package_imports(package)
-    assert graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg.a"}
+    assert graph["pkg.sub.b"] == {"pkg.c"} and graph["pkg.c"] == {"pkg", "pkg.a"}  # not pkg.sub: TYPE_CHECKING
     assert _a_cycle(graph) == ["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"]
+
+
+def test_the_engine_sets_pytorchs_threads_from_the_config(tiny_registry):
+    threads = tiny_registry.config.queue.threads_per_forward
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads + 1)
+    try:
+        Engine(tiny_registry)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(previous)
