@@ -184,9 +184,9 @@ def test_explain_tab_shows_block_and_plot(page):
     tiles = page.locator("#explain-tiles img")
     tiles.first.wait_for(timeout=30_000)
     page.wait_for_function("document.querySelectorAll('#explain-tiles img').length >= 8", timeout=30_000)
-    sources = tiles.evaluate_all("images => images.map(i => [i.getAttribute('src').slice(0, 23), i.naturalWidth])")
-    assert len(sources) == 8  # the 4 most and 4 least excited channels, sent inline
-    assert all(src == "data:image/jpeg;base64," and width == 224 for src, width in sources), sources
+    sources = tiles.evaluate_all("images => images.map(i => [i.getAttribute('src'), i.naturalWidth])")
+    assert len(sources) == 8  # the 4 most and 4 least excited channels, as JPEG files the app serves
+    assert all("/gradio_api/file=" in src and src.endswith(".jpeg") and width == 224 for src, width in sources), sources
     assert page.locator("#explain-tiles").get_by_text("(most)").count() >= 1
     page.screenshot(path=str(ARTIFACTS / "explain-tiles.png"), full_page=True)
 

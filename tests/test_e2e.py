@@ -89,3 +89,67 @@ def test_app_help_lists_the_flags():
     assert done.returncode == 0, done.stderr
     for flag in ("--port", "--host", "--share", "--model", "--offline"):
         assert flag in done.stdout
+
+
+IMPORT_OFFLINE = """
+import socket
+import senet_demo.models as models
+
+def refuse(*args, **kwargs):
+    raise AssertionError("the network was used")
+
+socket.socket.connect = socket.socket.connect_ex = refuse
+socket.create_connection = socket.getaddrinfo = refuse
+loaded = []
+real_get = models.ModelRegistry.get
+models.ModelRegistry.get = lambda self, name: loaded.append(name) or real_get(self, name)
+
+import app
+
+print(type(app.demo).__module__, type(app.demo).__name__, loaded)
+"""
+
+
+def test_importing_app_builds_demo_without_network_or_weights():
+    """`import app` (what `gradio app.py` and Spaces rely on) builds the Blocks from the defaults: the default
+    ensemble's weights are nowhere on this machine, so a download or a model load would show here."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", IMPORT_OFFLINE], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "gradio.blocks Blocks []"
+
+
+def _refused(capsys, argv) -> str:
+    import app
+
+    with pytest.raises(SystemExit) as stopped:
+        app.main(argv)
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err
+    assert message.count("\n") == 1 and message.startswith("app.py: error: "), message
+    return message
+
+
+def test_an_invalid_port_is_refused_in_one_line(capsys):
+    assert "--port 70000 is not a port number (1-65535)" in _refused(capsys, ["--offline", "--port", "70000"])
+
+
+def test_a_busy_port_is_refused_in_one_line(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = _refused(capsys, ["--offline", "--host", "127.0.0.1", "--port", str(port)])
+    assert f"port {port} on 127.0.0.1 is not free" in message and "--port" in message
+
+
+def test_a_bad_port_from_the_command_line_exits_with_status_2():
+    done = subprocess.run([sys.executable, "app.py", "--port", "70000"], cwd=REPO_ROOT, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "app.py: error: --port 70000 is not a port number (1-65535); pick one, e.g. --port 7861."]
