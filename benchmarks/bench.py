@@ -1,20 +1,15 @@
 #!/usr/bin/env python3
 """How fast SENet Explorer is, each figure a ratio against a baseline measured in the same run.
 
-Full-size ``resnet152d.gluon_in1k`` and ``seresnext101_64x4d.gluon_in1k`` with random weights (a forward's
-arithmetic does not depend on the weight values) are written once in the Hugging Face layout under
-``--work-dir``. Every figure is the median of ``--runs`` runs:
-
-1. the ensemble forward, eager PyTorch against the app's engine (``auto``), each in a process of its own,
-   the two taking turns (the machine's speed drifts within minutes);
-2. the physical floor: the ensemble's FLOPs over the machine's best fp32 matrix multiply;
-3. classify through ``gradio_client`` against the bare forwards (the same image decoded and run through
-   the same engine in a process of its own, taking turns with the requests);
-4. Classify + Retrieve + Explain in one request (``/every_tab``) against one classify;
-5. restart (``app.py`` with weights, ONNX exports and gallery features on disk, to its first classify answer)
-   against a fresh process that only loads the weights; the app's peak resident memory (VmHWM);
-6. where a ``gradio_client`` call's time goes, on cached answers (no forward runs): the upload, downloading
-   result files, the client itself (against a raw HTTP call of ``/gradio_api/call/<api_name>``).
+Full-size ``resnet152d.gluon_in1k`` and ``seresnext101_64x4d.gluon_in1k`` with random weights (the arithmetic
+does not depend on the values), written once under ``--work-dir``; every figure a median of ``--runs`` runs:
+1. the ensemble forward, eager PyTorch against the app's engine (``auto``), in processes of their own taking
+   turns (the machine's speed drifts within minutes); 2. the engine against the physical floor (FLOPs over
+   the best fp32 matrix multiply); 3. classify through ``gradio_client`` against the bare forwards (the same
+   image through the same engine in a process of its own, in turns with the requests); 4. ``/every_tab``
+   (Classify + Retrieve + Explain) against one classify; 5. ``app.py`` restarted (weights, exports, gallery
+   features on disk) to its first answer against a process that only loads the weights, and the app's peak
+   resident memory; 6. where a ``gradio_client`` call's time goes, on cached answers (no forward runs).
 
     .venv/bin/python benchmarks/bench.py                         # about 5 minutes on 2 cores
     .venv/bin/python benchmarks/bench.py --json benchmarks/results.json
@@ -29,6 +24,7 @@ import json
 import os
 import platform
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -196,11 +192,6 @@ def served_app(specs: list[str], work_dir: Path, engine: str = "auto"):
         log.close()
 
 
-def vm_hwm_mb(pid: int) -> float:
-    line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
 def upload(http, url: str, image: Path) -> dict:
     """Upload once through Gradio's upload route; the returned reference can be sent again and again."""
     with open(image, "rb") as f:
@@ -267,9 +258,14 @@ def app_figures(specs: list[str], work_dir: Path, runs: int) -> dict:
             every_tab_s.append(timed(lambda: client.predict(handle_file(next(images)), api_name="/every_tab")))
         figures.update(classify_s=statistics.median(classify_s), every_tab_s=statistics.median(every_tab_s))
 
-        # cached answers from here: the image below was classified and retrieved above, so no forward runs
+        # cached answers from here: this image's forwards ran in the warm-up above, so no forward runs
         image = photos()[-1]
         downloading = Client(url, verbose=False)
+        # gradio_client opens a new HTTP client for each upload, join and download, each loading the CA
+        # certificates unless given an SSL context to reuse (httpx takes one where it takes verify)
+        context = ssl.create_default_context()
+        lean = Client(url, verbose=False, download_files=False, ssl_verify=context)
+        lean_downloading = Client(url, verbose=False, ssl_verify=context)
         info = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
         defaults = {api: [p.get("parameter_default") for p in info[f"/{api}"]["parameters"][1:]]
                     for api in ("classify", "retrieve")}
@@ -278,17 +274,22 @@ def app_figures(specs: list[str], work_dir: Path, runs: int) -> dict:
         costs = {
             "upload_only": lambda: upload(http, url, image),
             "classify_client": lambda: client.predict(handle_file(image), api_name="/classify"),
+            "classify_client_reused_ssl_context": lambda: lean.predict(handle_file(image), api_name="/classify"),
             "classify_raw_upload_each_call": lambda: call_raw(http, url, "classify", [upload(http, url, image), *defaults["classify"]]),
             "classify_raw_uploaded_once": lambda: call_raw(http, url, "classify", [reference, *defaults["classify"]]),
             "retrieve_client_downloading": lambda: downloading.predict(handle_file(image), api_name="/retrieve"),
             "retrieve_client_download_files_false": lambda: client.predict(handle_file(image), api_name="/retrieve"),
+            "retrieve_client_reused_ssl_context": lambda: lean.predict(handle_file(image), api_name="/retrieve"),
+            "retrieve_client_downloading_reused_ssl_context":
+                lambda: lean_downloading.predict(handle_file(image), api_name="/retrieve"),
             "retrieve_raw_uploaded_once": lambda: call_raw(http, url, "retrieve", [reference, *defaults["retrieve"]]),
             "download_retrieve_files": lambda: [http.get(item["image"]["url"]).content for item in gallery],
         }
         figures["cached"] = {name: median_s(fn, 2 * runs + 1) for name, fn in costs.items()}
         figures["retrieve_files"] = len(gallery)
         figures["retrieve_files_kb"] = sum(len(http.get(item["image"]["url"]).content) for item in gallery) / 1024
-        figures["app_peak_rss_mb"] = vm_hwm_mb(server.pid)
+        peak = next(l for l in Path(f"/proc/{server.pid}/status").read_text().splitlines() if l.startswith("VmHWM:"))
+        figures["app_peak_rss_mb"] = int(peak.split()[1]) / 1024
     return figures
 
 
