@@ -9,7 +9,8 @@ The export traces ``forward.forward_outputs``, the function eager PyTorch runs, 
 the same things: ``logits``, the pooled pre-logits ``embedding``, one output per SE block named as the
 block (``SE_2_1`` ..., its excitation as (B, C)) and the input maps U of the Explain tab's default
 block (``U_SE_3_23``, (B, C, H, W)). The batch axis is dynamic, so the ten TTA crops run in one call.
-ONNX Runtime's own graph optimisations (``ORT_ENABLE_ALL``) do the rest; the graph is not rewritten.
+ONNX Runtime's own graph optimisations (``ORT_ENABLE_ALL``) do the rest: hand-written layout rewrites of
+the graph were measured against them and did not pay for their code (docs/performance.md).
 
 Exports are cached as ``<dir>/<arch>-<weights identity>-<H>x<W>-f<FORMAT>-op<OPSET>.onnx``, written
 with ``storage.atomic_write``, beside a JSON record of the file's sha256, the library versions and the
