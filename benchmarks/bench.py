@@ -57,16 +57,12 @@ def median_s(fn, runs: int) -> float:
 
 
 def machine() -> dict:
-    import gradio
-    import gradio_client
-    import onnxruntime
-    import torch
+    from importlib.metadata import version
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.machine())
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "onnxruntime": onnxruntime.__version__, "gradio": gradio.__version__,
-            "gradio_client": gradio_client.__version__, "load_1min_at_start": round(os.getloadavg()[0], 2)}
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "load_1min_at_start":
+            round(os.getloadavg()[0], 2), **{p: version(p) for p in ("torch", "onnxruntime", "gradio", "gradio_client")}}
 
 
 def peak_gflops(runs: int = 5) -> float:
@@ -358,6 +354,8 @@ def main(argv=None) -> int:
     parser.add_argument("--model", action="append", dest="models", help=argparse.SUPPRESS)
     parser.add_argument("--peak", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if not 1 <= args.runs <= len(photos()) // 9:  # every timed forward needs an image of its own
+        parser.error(f"--runs must be between 1 and {len(photos()) // 9}")
     os.environ["HF_HUB_OFFLINE"] = "1"
     # the app's gallery features stay with the benchmark's files (the children inherit it)
     os.environ.setdefault("HF_HOME", str(args.work_dir / "hf-home"))
