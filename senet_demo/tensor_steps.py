@@ -1,12 +1,14 @@
 """The last two steps of a timm eval transform, ToTensor and Normalize, in numpy.
 
 timm's transform ends a photo's preprocessing with torchvision's ``ToTensor`` (uint8 HWC to float CHW
-in [0, 1]) and ``Normalize`` (minus the mean, over the std). Those are six passes of torch operations
-over the 150,000 values of a view, each split over the intra-op threads the forwards use; in the
-served app, after a forward, the two steps took 1.8 ms a view. ``PilToNormalizedTensor`` does the
-same arithmetic in the same order with numpy, in one thread: 0.6 ms there, and the same values bit
-for bit (the same float32 operations). Anything but an 8-bit RGB picture goes through the original
-steps.
+in [0, 1]) and ``Normalize`` (minus the mean, over the std): several small torch operations over one
+view, each split over the intra-op threads the forwards use, which costs more in thread hand-offs than
+in arithmetic. ``PilToNormalizedTensor`` does the same arithmetic in the same order with numpy, in one
+thread, and gives the same values bit for bit (the same float32 operations). Anything but an 8-bit
+RGB picture goes through the original steps.
+
+Slated for removal: the saving is small beside a forward, and timm's own transform is the one to
+keep (see docs/performance.md); ``models.py`` is its only user.
 """
 from __future__ import annotations
 
