@@ -6,6 +6,10 @@
     python -m senet_demo evaluate-gallery --gallery gallery   # P@1, P@5, mAP as JSON
     python -m senet_demo explain --json photo.jpg      # every SE block's excitation vector
     python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
+
+A usage error (a missing file, a folder that cannot be written, a bad option or environment value) is
+one line on stderr and exit status 2, found before any model is loaded or any image embedded; a
+failure while working (weights that will not load, an image that does not decode) is one line and 1.
 """
 from __future__ import annotations
 
@@ -15,13 +19,34 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, SpecError
+from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, SpecError, environment_problems
 from .models import ModelLoadError
 from .weights import WeightsNotFound
 
 
+class UsageError(ValueError):
+    """A command line that cannot work as given; the message says what is wrong and what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (the usage text is one ``--help`` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m senet_demo", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m senet_demo", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     download = commands.add_parser("download", help="fetch Hub weights into weights/ for offline use")
@@ -31,7 +56,7 @@ def main(argv=None) -> int:
     classify = commands.add_parser("classify", help="classify images with the ensemble")
     _models(classify)
     classify.add_argument("--tta", choices=TTA_CHOICES, default="none")
-    classify.add_argument("--top", type=int, default=5, metavar="K")
+    classify.add_argument("--top", type=_positive_int, default=5, metavar="K")
     classify.add_argument("--json", action="store_true", help="print JSON (default: a readable table)")
     classify.add_argument("images", nargs="+", metavar="IMAGE")
 
@@ -40,7 +65,7 @@ def main(argv=None) -> int:
     retrieve.add_argument("--gallery", required=True, metavar="DIR", help="one sub-folder per label")
     retrieve.add_argument("--queries", required=True, nargs="+", metavar="DIR|FILE")
     retrieve.add_argument("--feature", default="ensemble", metavar="ensemble|MODEL|logsoftmax")
-    retrieve.add_argument("--top", type=int, default=20, metavar="K")
+    retrieve.add_argument("--top", type=_positive_int, default=20, metavar="K")
     retrieve.add_argument("--out", type=Path, required=True, metavar="results.json")
 
     evaluate = commands.add_parser("evaluate-gallery", help="leave-one-out P@1, P@5 and mAP of a labelled gallery")
@@ -61,6 +86,10 @@ def main(argv=None) -> int:
     lite0.add_argument("--out", type=Path, default=WEIGHTS_DIR / "tf_efficientnet_lite0", metavar="DIR")
 
     args = parser.parse_args(argv)
+    problems = [p for p in environment_problems()
+                if not (getattr(args, "engine", None) and p.startswith("SENET_ENGINE="))]  # --engine wins
+    if problems:
+        parser.error(problems[0])
     if getattr(args, "offline", False):
         os.environ["HF_HUB_OFFLINE"] = "1"
     if getattr(args, "engine", None) == "onnx":
@@ -76,10 +105,41 @@ def main(argv=None) -> int:
     try:
         return handlers[args.command](args)
     except SpecError as err:  # a malformed --model: a usage error, not a traceback
-        parser.error(str(err))
-    except (WeightsNotFound, ModelLoadError) as err:  # missing or broken weights: the message says the fix
-        print(f"error: {err}", file=sys.stderr)
+        parser.error(_one_line(err))
+    except UsageError as err:  # the message already says what to do
+        parser.exit(2, f"{parser.prog}: error: {_one_line(err)}\n")
+    except (WeightsNotFound, ModelLoadError, OSError) as err:  # the message says the fix
+        print(f"{parser.prog}: error: {_one_line(err)}", file=sys.stderr)
         return 1
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _writable_file(path: Path) -> None:
+    """Refuse, before any work, an output file that could not be written at the end."""
+    if path.is_dir():
+        raise UsageError(f"--out {path} is a folder; give a file name such as {path / 'results.json'}.")
+    if not path.parent.is_dir():
+        raise UsageError(f"--out {path}: the folder {path.parent} does not exist; create it or choose another.")
+    from .storage import writable_problem
+
+    problem = writable_problem(path.parent)
+    if problem:
+        raise UsageError(f"--out {path}: {problem}; choose a folder you can write to.")
+
+
+def _image_argument(path: str, limits):
+    """An image named on the command line, decoded, or a usage error naming the file and what is wrong."""
+    from .images import ImageError, load_image
+
+    if not Path(path).is_file():
+        raise UsageError(f"{path} does not exist or is not a file; give the path of a photo.")
+    try:
+        return load_image(path, limits)
+    except ImageError as err:
+        raise UsageError(str(err)) from None
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -158,19 +218,30 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _gallery_search(args):
-    from .gallery import resolve_source, scan
+    from .gallery import gallery_problem, resolve_source, scan
     from .search import GallerySearch, feature_choices
 
+    try:
+        root = resolve_source(args.gallery, offline=args.offline)
+    except FileNotFoundError as err:  # hf-dataset: offline or unreachable
+        raise UsageError(str(err)) from None
+    problem = gallery_problem(root)
+    if problem:
+        raise UsageError(problem)
     services = _services(args)
-    root = resolve_source(args.gallery, offline=args.offline)
-    items = scan(root)
-    if not items:
-        raise SystemExit(f"No images found under {args.gallery}/<label>/.")
     choices = feature_choices(services)
     for feature in getattr(args, "features", None) or [getattr(args, "feature", choices[0])]:
         if feature not in choices:
-            raise SystemExit(f"Unknown feature {feature!r}; choose one of: {', '.join(choices)}.")
-    return services, root, items, GallerySearch(services)
+            raise UsageError(f"Unknown feature {feature!r}; choose one of: {', '.join(choices)}.")
+    return services, root, scan(root), GallerySearch(services)
+
+
+def _gallery_error(err: ValueError, args) -> UsageError:
+    """What the search found wrong with the gallery itself (no image decodes, no label with two images)."""
+    from .images import READABLE
+
+    fix = f" Fix: give a gallery of {READABLE} photos, one sub-folder per label." if "decoded" in str(err) else ""
+    return UsageError(f"Gallery {args.gallery}: {err}{fix}")
 
 
 def _query_files(sources: list[str]) -> list[Path]:
@@ -187,10 +258,18 @@ def _query_files(sources: list[str]) -> list[Path]:
 
 def _retrieve(args) -> int:
     from .images import ImageError, load_image
+    from .storage import atomic_write
 
+    _writable_file(args.out)
+    missing = [q for q in args.queries if not Path(q).exists()]
+    if missing:
+        raise UsageError(f"--queries {missing[0]} does not exist; give query photos or a folder of them.")
+    queries = _query_files(args.queries)
+    if not queries:
+        raise UsageError(f"--queries {' '.join(args.queries)} holds no photos.")
     services, root, items, searcher = _gallery_search(args)
     results, failed = {}, False
-    for path in _query_files(args.queries):
+    for path in queries:
         if path.stem in results:
             print(f"{path}: a query named {path.stem!r} was already ranked; ids are file stems, skipping it",
                   file=sys.stderr)
@@ -203,8 +282,11 @@ def _retrieve(args) -> int:
             print(f"{path}: {err}", file=sys.stderr)
             failed = True
             continue
+        except ValueError as err:  # no gallery image decodes
+            raise _gallery_error(err, args) from None
         results[path.stem] = [str(hit.item.path.relative_to(root)) for hit in hits]
-    args.out.write_text(json.dumps(results, indent=2))
+    with atomic_write(args.out) as tmp:  # a failure here leaves no half-written results file
+        tmp.write_text(json.dumps(results, indent=2))
     print(f"Wrote rankings for {len(results)} queries to {args.out}")
     return 1 if failed else 0
 
@@ -214,21 +296,25 @@ def _evaluate(args) -> int:
 
     services, _, items, searcher = _gallery_search(args)
     features = args.features or feature_choices(services)
-    report = {feature: searcher.evaluate(items, feature, progress=_progress).as_dict() for feature in features}
+    try:
+        report = {feature: searcher.evaluate(items, feature, progress=_progress).as_dict() for feature in features}
+    except ValueError as err:  # no gallery image decodes, or no label has two images
+        raise _gallery_error(err, args) from None
     print(json.dumps(report, indent=2))
     return 0
 
 
 def _explain(args) -> int:
-    from .images import load_image
+    from .config import Limits
 
+    image = _image_argument(args.image, Limits())  # before any model is loaded
     args.models = [args.model]
     services = _services(args)
     name = services.registry.names[0]
     if not services.registry.se_blocks(name):  # judged from the structure alone: nothing is loaded
         print(f"{name} has no Squeeze-and-Excitation blocks; there is nothing to explain.", file=sys.stderr)
         return 1
-    outputs = services.engine.run(name, load_image(args.image, services.config.limits))
+    outputs = services.engine.run(name, image)
     blocks = services.registry.se_blocks(name)
     rows = [
         {"name": b.name, "path": b.path, "channels": b.channels, "reduction": b.reduction,
@@ -247,7 +333,13 @@ def _explain(args) -> int:
 
 def _export_lite0(args) -> int:
     from .convert import export_lite0
+    from .storage import writable_problem
 
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out {args.out} is a file; give a folder for config.json and model.safetensors.")
+    problem = writable_problem(args.out)
+    if problem:
+        raise UsageError(f"--out {args.out}: {problem}; choose a folder you can write to.")
     folder = export_lite0(args.out)
     print(f"Wrote {folder}. Use it with: --model tf_efficientnet_lite0={folder}")
     return 0

@@ -24,7 +24,7 @@ import numpy as np
 
 from .engine import Engine, Outputs
 from .excitation import figure6_blocks
-from .images import IMAGE_SUFFIXES, WORKING_SIDE, ImageError, load_image
+from .images import IMAGE_SUFFIXES, READABLE, WORKING_SIDE, ImageError, decoded_size, load_image
 from . import storage
 from .storage import LRUCache
 
@@ -89,11 +89,24 @@ def gallery_problem(root: Path | str) -> str | None:
     if not root.is_dir():
         return f"Gallery {root} is not a folder. Fix: give a folder with one sub-folder per label."
     try:
-        if not scan(root):
+        items = scan(root)
+        if not items:
             return f"Gallery folder {root} holds no images in <label>/ sub-folders ({', '.join(sorted(IMAGE_SUFFIXES))})."
+        # From the headers, stopping at the first that reads: cheap for a healthy gallery.
+        if not any(_header_reads(item.path) for item in items):
+            return (f"Gallery folder {root}: none of its {len(items)} image files is a photo this app reads. "
+                    f"Fix: give a gallery of {READABLE} photos, one sub-folder per label.")
     except OSError as err:
         return f"Gallery folder {root} cannot be read ({err.strerror or type(err).__name__})."
     return None
+
+
+def _header_reads(path: Path) -> bool:
+    try:
+        decoded_size(path.read_bytes())
+        return True
+    except (ImageError, OSError):
+        return False
 
 
 class FeatureStore:
