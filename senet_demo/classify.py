@@ -2,7 +2,10 @@
 
 Used by the Classify tab, its API endpoint and the ``classify`` command. A
 member whose weights are missing reports its message and is left out; the
-others keep working.
+others keep working. Every number a caller sends (member weights, k) is checked
+to be finite and in range before any model runs. Nothing in a result depends on
+other visitors' requests: whether an answer came from the shared cache is not
+part of it.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from .config import SpecError
+from .config import SpecError, member_weight, result_count
 from .engine import Engine
 from .ensemble import Prediction, combine, top_k
 from .images import content_hash
@@ -27,8 +30,10 @@ class MemberResult:
     name: str
     weight: float
     top: list[Prediction] = field(default_factory=list)
-    latency_ms: float = 0.0  # of the forward pass that produced the answer
-    cached: bool = False  # the answer came from the cache (no new forward pass)
+    latency_ms: float = 0.0  # of the forward pass that produced the answer (whoever asked for it first)
+    # Whether another request's forward pass was reused. Depends on other visitors' requests, so it is for
+    # logs and tests only, never for display (as_dict leaves it out).
+    cached: bool = False
     error: str | None = None  # why this member gave no answer
     in_ensemble: bool = False
 
@@ -55,7 +60,6 @@ class ClassifyResult:
                 m.name: {
                     "weight": m.weight,
                     "latency_ms": round(m.latency_ms, 1),
-                    "cached": m.cached,
                     "in_ensemble": m.in_ensemble,
                     "top": [p.as_dict() for p in m.top],
                     **({"error": m.error} if m.error else {}),
@@ -76,7 +80,8 @@ def classify(
 ) -> ClassifyResult:
     """Top-``k`` of the ensemble and of each member for ``image``."""
     names = names or engine.registry.names
-    weights = weights or {}
+    weights = {name: member_weight(name, value) for name, value in (weights or {}).items()}
+    k = result_count(k, "k (how many classes to show)")
     members, probs, labels, reference = [], {}, None, None
     notes = []
     digest = content_hash(image)

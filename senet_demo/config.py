@@ -97,6 +97,35 @@ class Limits:
     upload_session_ttl_s: int = 2 * 3600  # a visitor's uploads are deleted this long after their last change
 
 
+MAX_RESULTS = 1000  # the most results (top-k) one request may ask for
+
+
+class InputError(ValueError):
+    """A number in a request that is not finite or out of its range; the message is for the visitor."""
+
+
+def member_weight(name: str, value) -> float:
+    """An ensemble member's weight, a finite number from 0 to 1 (a NaN would make every average NaN)."""
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        weight = float("nan")
+    if isinstance(value, bool) or not 0.0 <= weight <= 1.0:  # False for NaN too
+        raise InputError(f"The weight of {name} must be a number from 0 to 1, not {value!r}.")
+    return weight
+
+
+def result_count(value, what: str = "The number of results", maximum: int = MAX_RESULTS) -> int:
+    """How many results to return: a whole number from 1 to ``maximum`` (5.0 from a slider is 5)."""
+    try:
+        count = float(value)
+    except (TypeError, ValueError):
+        count = float("nan")
+    if isinstance(value, bool) or not (1 <= count <= maximum and count == int(count)):
+        raise InputError(f"{what} must be a whole number from 1 to {maximum}, not {value!r}.")
+    return int(count)
+
+
 def _int_from_env(name: str) -> int:
     text = os.environ.get(name, "").strip()
     try:

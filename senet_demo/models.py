@@ -138,7 +138,9 @@ def _create(spec: ModelSpec, weights: ResolvedWeights, pretrained: bool, header:
     import timm
 
     if weights.is_folder:
-        _folder_config(spec, weights.path)  # a readable message if config.json is broken
+        mismatch = _architecture_mismatch(spec, weights.path)  # also reads config.json: a readable message if broken
+        if mismatch:
+            raise ModelLoadError(mismatch)
         return timm.create_model(f"local-dir:{weights.path}", pretrained=pretrained)
     if weights.path.suffix != ".safetensors":  # a timm release file: timm reads it with weights_only=True
         return timm.create_model(spec.arch, pretrained=pretrained, pretrained_cfg_overlay={"file": str(weights.path)})
@@ -259,8 +261,17 @@ def _labels_for(spec: ModelSpec, model: torch.nn.Module, weights_path: Path) -> 
     candidates.append(names)
     for labels in candidates:
         if labels and len(labels) == num_classes:
-            return [str(label) for label in labels]
+            return unique_labels([str(label) for label in labels])
     return [f"class {i}" for i in range(num_classes)]
+
+
+def unique_labels(labels: list[str]) -> list[str]:
+    """Each repeated name gets its class index ("crane (134)", "crane (517)"): a label is a key wherever the
+    classes are shown (Gradio's Label merges equal keys), so two classes must never share one."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return [f"{label} ({i})" if counts[label] > 1 else label for i, label in enumerate(labels)]
 
 
 _WORDNET_ID = re.compile(r"n\d{8}")  # ImageNet label names are WordNet ids; descriptions come from timm
@@ -291,16 +302,32 @@ def _folder_config(spec: ModelSpec, folder: Path) -> dict:
     return _read_json(folder / CONFIG_FILE, spec)
 
 
+def _architecture_mismatch(spec: ModelSpec, folder: Path) -> str | None:
+    """Why a folder's config.json and the SPEC's ARCH disagree (the model built would not be the one named), or None.
+
+    A pretrained tag on either side (``resnet50d.gluon_in1k``) does not change the architecture."""
+    arch = _folder_config(spec, folder).get("architecture")
+    if not arch or str(arch).split(".")[0] == spec.arch.split(".")[0]:
+        return None
+    return (f"Model {spec.name!r}: the SPEC names the architecture {spec.arch!r}, but {folder / CONFIG_FILE} says "
+            f"{arch!r}. Fix: use --model {str(arch).split('.')[0]}={spec.source}, or point the SPEC at the folder "
+            f"of {spec.arch} weights.")
+
+
 def architecture_problem(spec: ModelSpec) -> str | None:
-    """Why timm cannot build the SPEC's architecture (an unknown name, a broken config.json), or None."""
+    """Why timm cannot build the SPEC's architecture (an unknown name, a broken config.json, a config.json
+    that names another architecture than the SPEC), or None."""
     arch, where = spec.arch, "the SPEC"
     if spec.source and not spec.source.startswith("hf-hub:"):
         path = Path(spec.source)
         if path.is_dir():
             try:
+                mismatch = _architecture_mismatch(spec, path)
                 arch = _folder_config(spec, path).get("architecture", arch)
             except ModelLoadError as err:
                 return str(err)
+            if mismatch:
+                return mismatch
             where = f"'architecture' of {path / CONFIG_FILE}"
     return unknown_architecture(spec.name, arch, where)
 

@@ -2,7 +2,8 @@
 
 Glue between the stored gallery features (``gallery.FeatureStore``), the
 query's own forward pass (``engine``, shared with the other tabs) and the pure
-ranking and metrics of ``retrieval``.
+ranking and metrics of ``retrieval``. Member weights and k are checked to be finite and
+in range before any work.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
+from .config import member_weight, result_count
 from .storage import LRUCache
 from .gallery import GalleryItem
 from .images import content_hash
@@ -41,7 +43,8 @@ class GallerySearch:
 
     def __init__(self, services: Services, weights: dict[str, float] | None = None, cache_entries: int = 8):
         self.services = services
-        self.weights = weights or {}  # per-member weight in the ensemble feature; 1.0 when absent
+        # per-member weight in the ensemble feature; 1.0 when absent
+        self.weights = {name: member_weight(name, value) for name, value in (weights or {}).items()}
         self._indexes = LRUCache(cache_entries)  # operator galleries: few, large, kept
         self._upload_indexes = LRUCache(4 * cache_entries)  # visitors' uploads: many, small; never evict the above
 
@@ -62,6 +65,7 @@ class GallerySearch:
         The two are searched apart and merged, so a visitor's uploads never rebuild the index of a
         large operator gallery.
         """
+        k = result_count(k)
         if not items and not extra_items:
             raise ValueError("The gallery is empty: add images or start the app with --gallery DIR.")
         query = self.query_vector(image, feature)

@@ -249,3 +249,38 @@ def test_cli_with_missing_weights_prints_the_fix_and_fails(tmp_path, capsys, pho
 
     code = main(["classify", "--offline", "--weights-dir", str(tmp_path), "--json", str(photo_png)])
     assert code == 1, "every model failed: the command must not report success"
+
+
+# --- fail safe: numbers are checked; nothing shown depends on other visitors' requests ------------------------
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5, 1.5, "heavy", None, True])
+def test_a_member_weight_must_be_finite_and_in_range(tiny_services, resnet_name, photo, bad):
+    from senet_demo.config import InputError
+
+    before = tiny_services.engine.forward_passes
+    with pytest.raises(InputError) as refused:
+        classify(tiny_services.engine, photo, weights={resnet_name: bad})
+    assert str(refused.value) == f"The weight of {resnet_name} must be a number from 0 to 1, not {bad!r}."
+    assert tiny_services.engine.forward_passes == before  # refused before any model ran
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, float("nan"), 10_001])
+def test_k_must_be_a_whole_number_in_range(tiny_services, photo, bad):
+    from senet_demo.config import InputError
+
+    with pytest.raises(InputError, match=r"^k \(how many classes to show\) must be a whole number from 1 to 1000"):
+        classify(tiny_services.engine, photo, k=bad)
+
+
+def test_a_slider_value_is_a_whole_k(tiny_services, photo):
+    assert len(classify(tiny_services.engine, photo, k=3.0).ensemble) == 3
+
+
+def test_the_answer_does_not_say_whether_another_request_was_served_first(tiny_services, photo):
+    """Visitor B must not learn that visitor A sent the same picture: the first and the repeated answer are equal."""
+    image = random_image(77, 66, seed=11)  # new to the engine's cache
+    first = classify(tiny_services.engine, image).as_dict()
+    repeated = classify(tiny_services.engine, image.copy()).as_dict()
+    assert first == repeated
+    assert all("cached" not in member for member in first["members"].values())

@@ -299,3 +299,23 @@ def test_read_checked_discards_what_fails_its_check_and_logs_the_path(tmp_path, 
     record.write_text(json.dumps({"model_key": "mine@2"}))
     assert storage.read_checked(record, lambda p: json.loads(p.read_text()),
                                 lambda v: None if v.get("model_key") == "mine@2" else "other") == {"model_key": "mine@2"}
+
+
+# --- numbers a search request carries --------------------------------------------------------------------------
+
+
+def test_search_refuses_a_nan_weight_and_a_k_out_of_range(tmp_path, tiny, gallery):
+    from senet_demo.config import InputError
+    from senet_demo.images import load_image
+    from senet_demo.search import GallerySearch
+
+    services = services_for(spec_for(tiny), tmp_path, gallery)
+    name = services.registry.names[0]
+    with pytest.raises(InputError, match=f"^The weight of {name} must be a number from 0 to 1, not nan"):
+        GallerySearch(services, weights={name: float("nan")})
+    searcher = GallerySearch(services)
+    items = scan(gallery)
+    for k in (0, -1, 1.5):
+        with pytest.raises(InputError, match="must be a whole number from 1 to 1000"):
+            searcher.search(load_image(items[0].path), items, k=k)
+    assert len(searcher.search(load_image(items[0].path), items, k=2.0)) == 2

@@ -326,3 +326,41 @@ def test_a_model_with_state_outside_its_checkpoint_loads_the_usual_way(tmp_path)
     x = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.equal(loaded.model(x), model(x))
+
+
+# --- fail safe: a SPEC means what it says; every class has its own label --------------------------------------
+
+
+def test_a_folder_whose_config_names_another_architecture_is_refused(tmp_path, tiny_resnet):
+    spec_text = f"resnet9999={tiny_resnet.folder}"
+    registry = ModelRegistry(make_config(tmp_path, [spec_text]))
+    expected = (f"Model {spec_text!r}: the SPEC names the architecture 'resnet9999', but "
+                f"{tiny_resnet.folder / 'config.json'} says 'resnet50d'. Fix: use --model "
+                f"resnet50d={tiny_resnet.folder}, or point the SPEC at the folder of resnet9999 weights.")
+    assert registry.architecture_problem(spec_text) == expected
+    with pytest.raises(ModelLoadError) as refused:
+        registry.get(spec_text)
+    assert str(refused.value) == expected
+
+
+def test_a_pretrained_tag_on_the_spec_is_the_same_architecture(tmp_path, tiny_resnet):
+    spec_text = f"resnet50d.gluon_in1k={tiny_resnet.folder}"
+    registry = ModelRegistry(make_config(tmp_path, [spec_text]))
+    assert registry.architecture_problem(spec_text) is None
+    assert registry.get(spec_text).labels == LABELS
+
+
+def test_repeated_class_names_become_unique_labels(tmp_path):
+    labels = ["crane", "heron", "crane", "kite", "kite", "kite"]
+    model = export_tiny("resnet50d", tmp_path / "birds", 0, RESNET_DATA, labels=labels)
+    registry = ModelRegistry(make_config(tmp_path, [folder_spec(model)]))
+    assert registry.get(folder_spec(model)).labels == ["crane (0)", "heron", "crane (2)", "kite (3)", "kite (4)",
+                                                       "kite (5)"]
+
+
+def test_imagenet_labels_are_unique():
+    from timm.data import ImageNetInfo
+
+    labels = models_module.unique_labels(list(ImageNetInfo("imagenet-1k").label_descriptions()))
+    assert len(set(labels)) == 1000
+    assert labels[134] == "crane (134)" and labels[517] == "crane (517)"
