@@ -138,7 +138,10 @@ def _create(spec: ModelSpec, weights: ResolvedWeights, pretrained: bool, header:
     import timm
 
     if weights.is_folder:
-        mismatch = _architecture_mismatch(spec, weights.path)  # also reads config.json: a readable message if broken
+        # A folder the user named must hold the SPEC's architecture (also a readable message if config.json is
+        # broken); a Hub repo's folder is the one timm lists for the name.
+        mismatch = _architecture_mismatch(spec, weights.path) if weights.origin == "local" else None
+        _folder_config(spec, weights.path)
         if mismatch:
             raise ModelLoadError(mismatch)
         return timm.create_model(f"local-dir:{weights.path}", pretrained=pretrained)
