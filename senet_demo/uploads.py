@@ -16,6 +16,7 @@ memory only, never in the shared on-disk feature store.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -26,7 +27,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .config import Limits
-from .gallery import GalleryItem, file_digest
+from .gallery import GalleryItem
 from .images import FORMAT_SUFFIXES, IMAGE_SUFFIXES, ImageError, decoded_size, load_image, shown_name, size_text
 
 DEFAULT_LABEL = "uploaded"
@@ -171,8 +172,14 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         # stored under the suffix of what it is, so every later reader sees the format it holds
         stem = safe_name(PurePosixPath(name).stem, "image")
         target = _unique(folder / f"{stem}{FORMAT_SUFFIXES.get(fmt, '.img')}")
-        target.write_bytes(data)
-        items.append(GalleryItem(target, folder.name, file_digest(target), persist=False))
+        try:
+            target.write_bytes(data)
+        except OSError as err:  # a full or read-only temporary folder: the upload as a whole is not added
+            for written in [target, *(item.path for item in items)]:
+                written.unlink(missing_ok=True)
+            raise UploadError(f"The server could not store your upload ({err.strerror or type(err).__name__}); "
+                              f"nothing was added. Try again later.") from err
+        items.append(GalleryItem(target, folder.name, hashlib.sha256(data).hexdigest(), persist=False))
     messages.insert(0, f"Added {len(items)} image(s) to your session's gallery (only you can see them).")
     return items, messages
 

@@ -519,3 +519,24 @@ def test_forget_removes_the_session_and_the_servers_copies_only(tmp_path, monkey
     assert removed == 2
     assert not session.exists() and not any(c.exists() or c.parent.exists() for c in copies)
     assert other_visitor.exists() and outside.exists()
+
+
+def test_a_full_disk_while_storing_adds_nothing_and_says_so(tmp_path, session, monkeypatch):
+    import errno
+
+    photos = write_images(tmp_path / "src", ["a.png", "b.png", "c.png"])
+    real_write = Path.write_bytes
+    calls = []
+
+    def fills_up(self, data):
+        calls.append(self)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", fills_up)
+    with pytest.raises(UploadError) as refused:
+        ingest(photos, session)
+    assert str(refused.value) == ("The server could not store your upload (No space left on device); nothing was "
+                                  "added. Try again later.")
+    assert files_under(session) == set()
