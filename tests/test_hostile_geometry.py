@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -76,8 +77,8 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 def probe(corpus) -> dict:
     """Decode and resize the whole corpus in a fresh process; its results and peak memory."""
     done = subprocess.run([sys.executable, str(REPO_ROOT / "tests" / "geometry_probe.py"), *map(str, corpus.values())],
-                          capture_output=True, text=True, cwd=REPO_ROOT, env={**__import__("os").environ,
-                                                                              "PYTHONPATH": str(REPO_ROOT)})
+                          capture_output=True, text=True, cwd=REPO_ROOT,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
