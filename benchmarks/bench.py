@@ -110,14 +110,11 @@ def serve_forwards(specs: list[str], engine: str, work_dir: Path) -> None:
     from PIL import Image
     from torch.utils.flop_counter import FlopCounterMode
 
-    from senet_demo import onnx_backend
     from senet_demo.config import AppConfig
     from senet_demo.services import Services
 
     config = AppConfig.from_specs(specs, offline=True, weights_dir=work_dir / "weights", engine=engine,
                                   feature_cache_dir=work_dir / "features")
-    if hasattr(onnx_backend, "serve_sessions_in_one_pool"):  # the app's ONNX threading, where it has one
-        onnx_backend.serve_sessions_in_one_pool(config)
     services = Services.create(config)
     gflop = {}
     for name in services.registry.names:

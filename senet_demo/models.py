@@ -32,7 +32,6 @@ from .checkpoint import (
 )
 from .config import AppConfig, ModelSpec
 from .images import WORKING_SIDE
-from .tensor_steps import with_numpy_tensor_steps
 from .weights import CONFIG_FILE, LABELS_FILE, ResolvedWeights, resolve
 
 __all__ = ["LoadedModel", "ModelLoadError", "ModelRegistry", "check", "load_model"]
@@ -78,7 +77,7 @@ def load_model(spec: ModelSpec, weights: ResolvedWeights) -> LoadedModel:
         raise ModelLoadError(_failure_message(spec, weights, err)) from err
     model.eval().requires_grad_(False)
     data_config = resolve_model_data_config(model)
-    transform = with_numpy_tensor_steps(create_transform(**data_config, is_training=False))
+    transform = create_transform(**data_config, is_training=False)
     side = resize_side(transform)
     if side is not None and side > WORKING_SIDE:
         log.warning("%s resizes pictures to %d px on their shorter side, more than the %d px that large photos "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 from PIL import Image
@@ -19,7 +19,9 @@ from .storage import LRUCache
 from .gallery import GalleryItem
 from .images import content_hash
 from .retrieval import ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out
-from .services import Services
+
+if TYPE_CHECKING:  # services builds a GallerySearch, so importing it here would make a cycle
+    from .services import Services
 
 Progress = Callable[[float, str], None]
 
