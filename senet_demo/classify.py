@@ -31,9 +31,6 @@ class MemberResult:
     weight: float
     top: list[Prediction] = field(default_factory=list)
     latency_ms: float = 0.0  # of the forward pass that produced the answer (whoever asked for it first)
-    # Whether another request's forward pass was reused. Depends on other visitors' requests, so it is for
-    # logs and tests only, never for display (as_dict leaves it out).
-    cached: bool = False
     error: str | None = None  # why this member gave no answer
     in_ensemble: bool = False
 
@@ -95,7 +92,7 @@ def classify(
             member.error = str(err)
             continue
         member.top = top_k(outputs.probs, loaded.labels, k)
-        member.latency_ms, member.cached = outputs.latency_ms, outputs.from_cache
+        member.latency_ms = outputs.latency_ms
         if member.weight <= 0:  # shown, but neither averaged nor the reference for the classes
             continue
         if labels is None:

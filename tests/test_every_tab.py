@@ -52,7 +52,7 @@ def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_servi
     assert engine.forward_passes - before == len(services.registry.names)  # the tabs find it cached
     n_classify, n_retrieve = len(classify), len(retrieve)
     assert together[0] == classify[0]  # the ensemble's top-5
-    assert together[2:n_classify] == list(classify[2:])  # each member's top-5 (the summary says "cached" now)
+    assert together[1:n_classify] == list(classify[1:])  # the summary and each member's top-5
     assert together[n_classify + 1:n_classify + 1 + n_retrieve] == list(retrieve)  # the same hits and note
     assert together[n_classify] == together[n_classify + 1 + n_retrieve] == str(image)  # both tabs show the image
     explained = together[n_classify + 2 + n_retrieve:]

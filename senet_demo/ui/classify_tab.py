@@ -28,7 +28,8 @@ def summary_markdown(result: ClassifyResult, labels: dict[str, str]) -> str:
             lines.append(f"| {labels[m.name]} | {m.weight:g} | unavailable | | |")
         else:
             top = m.top[0]
-            lines.append(f"| {labels[m.name]} | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms{' (cached)' if m.cached else ''} |")
+            # the forward's own time, the same whoever asked first: nothing here reveals other visitors' requests
+            lines.append(f"| {labels[m.name]} | {m.weight:g} | {top.label} | {top.prob:.3f} | {m.latency_ms:.0f} ms |")
     errors = [f"- **{m.name}**: {m.error}" for m in result.members if m.error]
     if errors:
         lines += ["", "Unavailable models:", *errors]
