@@ -75,6 +75,26 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def start_problem(args: argparse.Namespace) -> str | None:
+    """The first reason not to start (a SENET_* setting, a --gallery folder that cannot serve), or None;
+    checked before anything is built, so the operator gets one line instead of a half-started server."""
+    from senet_demo.config import environment_problems
+
+    problems = environment_problems()
+    if problems:
+        return problems[0]
+    if args.gallery:
+        from senet_demo.gallery import gallery_problem, resolve_source
+
+        try:
+            folder = resolve_source(args.gallery, offline=args.offline)
+        except FileNotFoundError as err:  # a Hub dataset that cannot be fetched
+            return str(err)
+        args.gallery = str(folder)  # a dataset is fetched once: the services use the folder found here
+        return gallery_problem(folder)
+    return None
+
+
 def build_services(args: argparse.Namespace):
     """The shared services for these flags; a SPEC or setting that cannot be used exits with its message."""
     from senet_demo.config import AppConfig
@@ -100,6 +120,10 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported (Gradio imports it)
+    problem = start_problem(args)
+    if problem:
+        print(f"app.py: error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     import gradio as gr
 
     # Before anything slow is built. Not when `gradio app.py` re-runs this file after a change: its server

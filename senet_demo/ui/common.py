@@ -9,6 +9,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..classify import NoModelAnswered
+from ..config import GALLERY_DIR
+from ..gallery import gallery_problem
 from ..images import IMAGE_SUFFIXES, ImageError, load_image
 from ..models import ModelLoadError
 from ..services import Services
@@ -89,7 +91,26 @@ def display_name(services: Services, name: str) -> str:
 
 
 def model_status_markdown(services: Services) -> str:
-    lines = ["| model | weights |", "|---|---|"]
+    """The Models panel: what keeps the app from storing or finding its data, then each model's weights."""
+    warnings = [problem for problem in (services.features.warning, operator_gallery_problem(services)) if problem]
+    lines = [f"**Warning:** {problem}" for problem in warnings] + ([""] if warnings else [])
+    lines += ["| model | weights |", "|---|---|"]
     for name, status in services.model_status().items():
         lines.append(f"| `{name}` | {status} |")  # the full SPEC here, so the source is visible
     return "\n".join(lines)
+
+
+def operator_gallery_problem(services: Services) -> str | None:
+    """What is wrong with a gallery the operator named (``--gallery``), or None; the sample gallery, or
+    none at all, is the app's default and not a problem to report."""
+    gallery = Path(services.config.gallery_dir)
+    if gallery.resolve() == GALLERY_DIR.resolve():
+        return None
+    return _gallery_problem(str(gallery))
+
+
+@functools.lru_cache(maxsize=8)
+def _gallery_problem(gallery: str) -> str | None:
+    # Once per folder: ``gallery_problem`` hashes every file, and the app scans its gallery once too
+    # (``Services.gallery``), so a later answer could not differ from what the app serves.
+    return gallery_problem(gallery)
