@@ -23,7 +23,7 @@ for _var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET
              "SENET_WEIGHTS_DIR"):
     os.environ.pop(_var, None)
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["SENET_ENGINE"] = "torch"  # eager unless a test asks for ONNX Runtime (tests/test_onnx_engine.py)
+os.environ["SENET_ENGINE"] = "torch"  # eager unless a test asks for ONNX Runtime (tests/engine/test_onnx_engine.py)
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["GRADIO_TEMP_DIR"] = os.path.join(_HF_HOME, "gradio")
 os.environ["TMPDIR"] = tempfile.tempdir = os.path.join(_HF_HOME, "tmp")  # this process's and its children's
@@ -33,14 +33,7 @@ assert "huggingface_hub" not in sys.modules, "huggingface_hub was imported befor
 
 import pytest  # noqa: E402
 
-from helpers import (  # noqa: E402
-    RESNET_DATA,
-    SENET_DATA,
-    export_tiny,
-    folder_spec,
-    make_config,
-    random_image,
-)
+from fixtures import RESNET_DATA, SENET_DATA, export_tiny, folder_spec, make_config, picture  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -89,7 +82,7 @@ def engine(tiny_registry):
 
 @pytest.fixture(scope="session")
 def photo():
-    return random_image()
+    return picture(0, (146, 110))
 
 
 @pytest.fixture(scope="session")
