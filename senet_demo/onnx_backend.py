@@ -1,9 +1,12 @@
 """ONNX Runtime behind the engine: export a model once, check it against eager PyTorch, serve it.
 
 ``prepare`` returns a ready ``OrtBackend`` for a loaded model. It opens the cached export when its
-record says the export passed validation and the file is intact; otherwise it exports the model and
-validates it first. Anything that keeps ONNX Runtime from serving a model raises ``OnnxUnavailable``
-with the reason; the engine then keeps eager PyTorch for that model and shows the reason.
+record (read with ``storage.read_checked``: this export's name, weights, format and library versions)
+says the export passed validation and the file's sha256 is the one validated; otherwise -- no record, a
+damaged one, a truncated or altered graph, each logged with its path -- it exports the model and
+validates it first. Anything that keeps ONNX Runtime from serving a model (a folder that cannot be
+written included) raises ``OnnxUnavailable`` with the reason; the engine then keeps eager PyTorch for
+that model and shows the reason.
 
 The export traces ``forward.forward_outputs``, the function eager PyTorch runs, so the graph returns
 the same things: ``logits``, the pooled pre-logits ``embedding``, one output per SE block named as the
@@ -47,6 +50,7 @@ from .ensemble import tta_batch
 from .forward import ForwardResult, forward_outputs
 from .models import LoadedModel
 from .se_blocks import SEBlock, map_blocks
+from . import storage
 from .storage import atomic_write, cache_dir
 from .weights import file_sha256, remembered_sha256
 
@@ -215,18 +219,36 @@ def validate(loaded: LoadedModel, eager: Callable[[torch.Tensor], ForwardResult]
     return compare(eager(batch), onnx(batch))
 
 
-def write_sidecar(path: Path, record: dict) -> None:
-    with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+def write_sidecar(path: Path, record: dict) -> bool:
+    """Store the validation record; False (logged) when its folder cannot be written."""
+    text = json.dumps(record, indent=1)
+    return storage.write_or_warn(path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                                 what="ONNX validation record")
 
 
-def read_sidecar(path: Path) -> dict | None:
-    """The validation record, or None when there is none or it cannot be read."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+def read_sidecar(files: ExportFiles, loaded: LoadedModel) -> dict | None:
+    """The validation record of this model's export, or None when there is none; a damaged one, or one
+    written for another export, is logged with its path and removed (``storage.read_checked``)."""
+    return storage.read_checked(files.sidecar, lambda path: json.loads(path.read_text(encoding="utf-8")),
+                                lambda record: record_problem(record, files, loaded), what="ONNX validation record")
+
+
+def record_problem(record, files: ExportFiles, loaded: LoadedModel) -> str | None:
+    """What makes ``record`` unusable as the validation record of ``files.graph``, or None."""
+    if not isinstance(record, dict):
+        return "it is not a JSON object"
+    expected = {"file": files.graph.name, "weights_identity": loaded.weights.identity, "format": FORMAT_VERSION,
+                "opset": OPSET}
+    for key, value in expected.items():
+        if record.get(key) != value:
+            return f"its {key} is {str(record.get(key))[:80]!r}, not {value!r}"
+    if not isinstance(record.get("valid"), bool):
+        return "it holds no validation result"
+    if not (isinstance(record.get("sha256"), str) and re.fullmatch(r"[0-9a-f]{64}", record["sha256"])):
+        return "it holds no sha256 of the graph"
+    if not isinstance(record.get("versions"), dict):
+        return "it does not name the library versions it was validated with"
+    return None
 
 
 # ---------------------------------------------------------------- sessions and their threads
@@ -343,28 +365,34 @@ def prepare(loaded: LoadedModel, blocks: list[SEBlock], directory: Path,
     if missing:
         raise OnnxUnavailable(missing)
     files = export_files(directory, loaded)
-    record = read_sidecar(files.sidecar)
-    if record is not None and files.graph.is_file():
-        if record.get("valid"):
-            return _open_cached(files, record, blocks, threads, share_pool)
-        if record.get("versions") == versions():
-            raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
-                                  f"see {files.sidecar}")
+    record = read_sidecar(files, loaded)
+    if record is not None and record["versions"] != versions():
+        log.info("%s: %s was validated with other library versions; exporting again", loaded.name, files.graph)
+    elif record is not None and record["valid"]:
+        backend = _open_cached(files, record, blocks, threads, share_pool)
+        if backend is not None:
+            return backend
+    elif record is not None and files.graph.is_file():
+        raise OnnxUnavailable(f"its export failed validation against PyTorch ({record.get('reason')}); "
+                              f"see {files.sidecar}")
     return _export(loaded, blocks, files, eager, threads, share_pool)
 
 
 def _open_cached(files: ExportFiles, record: dict, blocks: list[SEBlock], threads: int,
-                 share_pool: bool) -> OrtBackend:
+                 share_pool: bool) -> OrtBackend | None:
+    """The validated export's session, or None when the file is not the one validated (missing, truncated,
+    altered) or does not open: it is then logged with its path and removed, so the caller exports afresh."""
     try:
-        if remembered_sha256(files.graph) != record.get("sha256"):  # read once, then known by its stat
+        # checked before ONNX Runtime parses the file: a damaged graph never reaches the parser
+        if remembered_sha256(files.graph) != record["sha256"]:  # read once, then known by its stat
             raise OnnxUnavailable("its content does not match the sha256 recorded when it was validated")
         backend = open_session(files.graph, blocks, threads, share_pool)
     except Exception as err:
-        # A damaged cache file: remove it so that the next start exports afresh, and keep eager for now.
+        reason = "it is missing" if isinstance(err, FileNotFoundError) else str(err)
+        log.warning("Discarding the cached ONNX export %s: %s; it is exported again", files.graph, reason)
         for path in (files.graph, files.sidecar):
             path.unlink(missing_ok=True)
-        raise OnnxUnavailable(f"the cached export {files.graph.name} is corrupt ({err}); it was removed and "
-                              f"is made again on the next start") from err
+        return None
     log.info("%s: ONNX Runtime from %s", files.graph.stem, files.graph)
     return backend
 
@@ -375,6 +403,14 @@ def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ExportFiles,
     log.info("%s: exporting to ONNX (once) at %s", loaded.name, files.graph)
     try:
         digest = export_graph(loaded, blocks, files.graph)
+    except OSError as err:  # a read-only or full folder, or a file in its place: this model stays eager
+        problem = f"the ONNX export cannot be stored in {files.graph.parent} ({err.strerror or err})"
+        log.warning("%s: %s; eager PyTorch serves it", loaded.name, problem)
+        raise OnnxUnavailable(problem) from err
+    except Exception as err:
+        files.graph.unlink(missing_ok=True)  # an older graph there is not this export
+        raise OnnxUnavailable(f"the ONNX export failed: {type(err).__name__}: {err}") from err
+    try:
         backend = open_session(files.graph, blocks, threads, share_pool)
     except Exception as err:
         files.graph.unlink(missing_ok=True)
@@ -387,7 +423,8 @@ def _export(loaded: LoadedModel, blocks: list[SEBlock], files: ExportFiles,
     record = {"model": loaded.name, "weights_identity": loaded.weights.identity, "file": files.graph.name,
               "sha256": digest, "format": FORMAT_VERSION, "opset": OPSET, "outputs": output_names(blocks),
               "export_seconds": round(time.perf_counter() - start, 2), "versions": versions(), **report}
-    write_sidecar(files.sidecar, record)
+    if not write_sidecar(files.sidecar, record):
+        files.graph.unlink(missing_ok=True)  # a graph without its record is never opened: it is made again
     if not report["valid"]:
         raise OnnxUnavailable(f"its export failed validation against PyTorch ({report['reason']}); see {files.sidecar}")
     log.info("%s: exported and validated in %.1f s (max |Δp| %.1e, same top-5)", loaded.name,

@@ -19,6 +19,7 @@ from ..ensemble import model_view, top_k
 from ..images import content_hash
 from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
 from ..services import Services
+from ..uploads import forget
 from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
 from .queue import inference
 
@@ -198,6 +199,12 @@ def uploaded_files(files) -> list:
     return list(files or [])
 
 
+def forget_compared(files) -> None:
+    """Gradio's delete callback for the compare box's state: the visitor left, so the copies Gradio kept
+    of the files they sent are deleted instead of being served for another day."""
+    forget(None, files)
+
+
 def build(services: Services) -> TabEvent:
     """The tab's layout and events; returns its main event (for the button that runs every tab)."""
     registry = services.registry
@@ -218,7 +225,8 @@ def build(services: Services) -> TabEvent:
                 picks = gr.Dropdown([item.id for item in services.gallery()], multiselect=True,
                                     max_choices=MAX_COMPARED - 1, label="Gallery images", value=[])
                 upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images")
-                uploads = gr.State([])  # per-visitor; keeps the endpoint callable with just an image
+                # per-visitor; keeps the endpoint callable with just an image
+                uploads = gr.State([], delete_callback=forget_compared)
             sample50 = gr.Checkbox(value=False, label="Show 50 evenly sampled channels (as the paper does)")
             k = gr.Slider(1, MAP_CHANNELS, value=4, step=1, label="Top/bottom channels to show")
             button = gr.Button("Explain", variant="primary")

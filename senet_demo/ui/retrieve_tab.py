@@ -10,7 +10,7 @@ from ..config import QUERIES_DIR
 from ..images import size_text
 from ..search import feature_choices
 from ..services import Services
-from ..uploads import UploadError, ingest, new_session_dir, remove_session_dir
+from ..uploads import UploadError, forget, ingest, new_session_dir
 from .common import TabEvent, decode, display_name, image_input, user_errors
 from .queue import inference
 
@@ -71,16 +71,19 @@ def retrieval_quality(services: Services, session, progress=gr.Progress(track_tq
 
 @user_errors
 def add_uploads(services: Services, files, label, session):
-    """Check the visitor's files (images or a zip) into their session folder; returns (session, note)."""
+    """Check the visitor's files (images or a zip) into their session folder; returns (session, note).
+
+    The session remembers the paths Gradio passed (``uploaded``): Gradio keeps its own copy of every file
+    and serves it by URL, so forgetting the visitor's images deletes those copies too."""
     if not files:
         return session, "No files given."
     created = session is None
-    session = session or {"dir": str(new_session_dir()), "items": []}
+    session = session or {"dir": str(new_session_dir()), "items": [], "uploaded": []}
     try:
         items, messages = ingest(files, Path(session["dir"]), label, services.config.limits)
     except Exception as err:
-        if created:  # the state stays None, so nothing would ever delete this folder
-            remove_session_dir(session["dir"])
+        # Nothing of a refused upload is kept, Gradio's copies included.
+        forget(session["dir"] if created else None, files)
         if isinstance(err, UploadError):
             raise gr.Error(str(err)) from err
         raise
@@ -88,20 +91,24 @@ def add_uploads(services: Services, files, label, session):
     if len(session["items"]) + len(items) > limit:
         for item in items:
             item.path.unlink(missing_ok=True)
+        forget(session["dir"] if created else None, files)
         raise gr.Error(f"Your session holds at most {limit} images; remove yours first to add others.")
-    session = {"dir": session["dir"], "items": session["items"] + items}
+    uploaded = session.get("uploaded", []) + [str(f) for f in files]
+    session = {"dir": session["dir"], "items": session["items"] + items, "uploaded": uploaded}
     return session, "\n".join(f"- {m}" for m in messages)
 
 
-def clear_uploads(session):
-    """Delete the visitor's uploads; returns (no session, note)."""
-    remove_session_dir(session["dir"] if session else None)
-    return None, "Your uploaded images were removed."
-
-
 def forget_session(session) -> None:
-    """Gradio's delete callback for the session state: the visitor left, or the state expired."""
-    remove_session_dir(session["dir"] if session else None)
+    """Delete the visitor's uploads: their session folder and Gradio's copies of the files they sent.
+    Also Gradio's delete callback for the session state: the visitor left, or the state expired."""
+    if session:
+        forget(session["dir"], session.get("uploaded"))
+
+
+def clear_uploads(session):
+    """"Remove my images": delete the visitor's uploads; returns (no session, note)."""
+    forget_session(session)
+    return None, "Your uploaded images were removed."
 
 
 def build(services: Services) -> TabEvent:
