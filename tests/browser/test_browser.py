@@ -100,6 +100,10 @@ def test_classify_tab_names_espresso(page):
     page.get_by_text("latency").first.wait_for(timeout=10_000)
     page.screenshot(path=str(ARTIFACTS / "classify.png"), full_page=True)
     assert "espresso" in page.locator("body").inner_text()
+    # the README's picture (docs/images/classify.png is a copy of it): a laptop's first screen
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.screenshot(path=str(ARTIFACTS / "readme-classify.png"))
+    page.set_viewport_size({"width": 1400, "height": 1100})
 
 
 def _error_toast(page, text: str, timeout: float = 60_000):
