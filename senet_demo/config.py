@@ -162,9 +162,8 @@ class QueueSettings:
 
     # Forwards running at once across the whole app (every tab's model-running events share one pool).
     # One at a time, using every core: a conv net's forward parallelises inside each operator, so a lone
-    # visitor's answer comes about 1.5x sooner on 2 cores than with one single-threaded forward per core;
-    # a room clicking at once is served 10-25% faster with 2 workers (README, Operations), and waits in
-    # line with its queue position shown. More parallel forwards than cores would only add contention.
+    # visitor gets the fastest answer; a room clicking at once waits in line with its queue position shown
+    # (docs/operations.md). More parallel forwards than cores would only add contention.
     # SENET_INFERENCE_WORKERS overrides; each forward then gets cores / workers threads.
     inference_workers: int = field(default_factory=lambda: _int_from_env("SENET_INFERENCE_WORKERS") or 1)
     # Each cheap event (model switch, session uploads, clearing) runs this many at once, in its own group,

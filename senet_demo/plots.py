@@ -29,10 +29,9 @@ COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e3
 @dataclass(frozen=True, eq=False)
 class PlotlyFigure:
     """A plotly figure as the plain dicts plotly.js reads, for ``gr.Plot``, which sends any figure by its
-    ``to_json()``. Building plotly's objects and serialising them took about 10 ms for the Explain tab's three
-    figures of an SE-ResNeXt-101 here; ``to_json`` takes 1.5 ms and sends what plotly's own figure sends (a
-    test compares the two): numpy arrays as plotly's typed arrays, the template written out, ``<`` and ``>``
-    escaped. Only plotly's escaping of every ``/`` is left out, a fifth of the excitation map's size."""
+    ``to_json()``. Building plotly's objects for every request costs more than the figures' data; ``to_json``
+    sends what plotly's own figure sends (a test compares the two): numpy arrays as plotly's typed arrays, the template written out, ``<`` and ``>``
+    escaped. Only plotly's escaping of every ``/`` is left out."""
 
     data: list[dict]
     layout: dict
