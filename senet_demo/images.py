@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -126,11 +128,19 @@ def _open(source, limits: Limits, name: str | None) -> Image.Image:
     if not data:
         raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
     Image.init()  # register every plugin, so the formats named below are known
-    try:
+    with _decoding(data, limits, name):
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
         _check_pixels(image.size, limits, name)  # from the header, before any pixel is decoded
         image.draft(None, (WORKING_SIDE, WORKING_SIDE))  # a JPEG decodes at 1/2, 1/4 or 1/8 scale; others ignore it
         image.load()
+    return image
+
+
+@contextmanager
+def _decoding(data: bytes, limits: Limits, name: str | None) -> Iterator[None]:
+    """Every way Pillow can fail on ``data``, as an ``ImageError`` that names the problem."""
+    try:
+        yield
     except ImageError:
         raise
     except Image.DecompressionBombError:  # Pillow's own, larger limit, raised before ours could run
@@ -142,7 +152,6 @@ def _open(source, limits: Limits, name: str | None) -> Image.Image:
         raise _error(name, _not_readable(data)) from None
     except Exception as err:  # a decoder can fail in many ways; none may reach the visitor as a traceback
         raise _error(name, f"is truncated or corrupt ({err}); re-save it as JPEG or PNG and try again") from err
-    return image
 
 
 # (signature, what it is, whether it is a picture in a format this app does not read)
@@ -235,22 +244,10 @@ def decoded_size(data: bytes, limits: Limits = Limits(), name: str | None = None
     if not data:
         raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
     Image.init()
-    try:
-        with Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:
-            _check_pixels(image.size, limits, name)
-            image.draft(None, (WORKING_SIDE, WORKING_SIDE))
-            return image.format, image.size
-    except ImageError:
-        raise
-    except Image.DecompressionBombError:
-        size = _declared_size(data)
-        if size:
-            _check_pixels(size, limits, name)
-        raise _error(name, f"has too many pixels (over {limits.max_image_pixels:,}); scale it down and try again")
-    except UnidentifiedImageError:
-        raise _error(name, _not_readable(data)) from None
-    except Exception as err:
-        raise _error(name, f"is truncated or corrupt ({err}); re-save it as JPEG or PNG and try again") from err
+    with _decoding(data, limits, name), Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:
+        _check_pixels(image.size, limits, name)
+        image.draft(None, (WORKING_SIDE, WORKING_SIDE))
+        return image.format, image.size
 
 
 # The file suffix an image is stored under, from the format its content decodes as (never the name it came with).

@@ -359,6 +359,12 @@ def make_gallery(root: Path, per_label: dict[str, int], seed: int = 0) -> Path:
     return root
 
 
+def embeddings(services, items) -> np.ndarray:
+    """The first model's stored gallery embeddings of ``items``, (N, D)."""
+    name = services.registry.names[0]
+    return np.stack([o.embedding for o in services.features.outputs(name, items)])
+
+
 class BatchCounter:
     """Wraps ``engine.run_batch`` on one engine and records the images it was given."""
 
@@ -615,9 +621,3 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-def subprocess_env(hf_home: Path) -> dict[str, str]:
-    env = dict(os.environ, HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-               PYTHONPATH=str(REPO_ROOT))
-    env.pop("SENET_WEIGHTS_DIR", None)
-    return env

@@ -424,8 +424,8 @@ def test_real_lite0_through_onnx_runtime_matches_eager(tmp_path):
 
     spec = f"tf_efficientnet_lite0={export_lite0(tmp_path / 'lite0')}"
     services, eager = start(tmp_path / "app", [spec]), start(tmp_path / "eager", [spec], engine="torch")
-    for picture, expected in (("coffee.png", 967), ("chelsea.png", None)):  # 967: espresso
-        image = load_image(Path(skimage_data.__file__).parent / picture, services.config.limits)
+    for photo, expected in (("coffee.png", 967), ("chelsea.png", None)):  # 967: espresso
+        image = load_image(Path(skimage_data.__file__).parent / photo, services.config.limits)
         ort = services.engine.run(spec, image, "tencrop")
         assert services.engine.backend_name(spec) == "onnxruntime"
         assert_same_outputs(ort, eager.engine.run(spec, image, "tencrop"))

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
-from fixtures import BatchCounter, export_tiny_resnet, make_gallery, picture, services_for, spec_for
+from fixtures import BatchCounter, embeddings, export_tiny_resnet, make_gallery, picture, services_for, spec_for
 
 from senet_demo.gallery import GalleryItem, scan
 from senet_demo.images import content_hash, load_image
@@ -26,11 +26,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def gallery(tmp_path):
     return make_gallery(tmp_path / "gallery", PER_LABEL)
-
-
-def embeddings(services, items) -> np.ndarray:
-    name = services.registry.names[0]
-    return np.stack([o.embedding for o in services.features.outputs(name, items)])
 
 
 # --- scan ----------------------------------------------------------------------------------------------------

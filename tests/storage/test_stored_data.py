@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures import BatchCounter, export_tiny_resnet, make_gallery, services_for, spec_for
+from fixtures import BatchCounter, embeddings, export_tiny_resnet, make_gallery, services_for, spec_for
 
 from senet_demo import storage
 from senet_demo.gallery import scan
@@ -30,11 +30,6 @@ def tiny(tmp_path_factory):
 @pytest.fixture
 def gallery(tmp_path):
     return make_gallery(tmp_path / "gallery", PER_LABEL)
-
-
-def embeddings(services, items) -> np.ndarray:
-    name = services.registry.names[0]
-    return np.stack([o.embedding for o in services.features.outputs(name, items)])
 
 
 def temporaries(folder: Path) -> list[Path]:
