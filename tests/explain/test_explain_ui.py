@@ -49,7 +49,7 @@ def _served(root, models, explain_models, gallery):
 def app(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain-ui")
     gallery = fixtures.make_gallery(root / "gallery", {label: 3 for label in ("alpha", "beta")})
-    (gallery / "alpha" / "2_broken.png").write_bytes(b"this is not an image")  # sorts after alpha's pictures
+    (gallery / "alpha" / "zz_broken.png").write_bytes(b"this is not an image")  # sorts after alpha's pictures
     se_spec, _ = fixtures.exported("resnet-semodule")
     plain_spec, _ = fixtures.exported_plain("resnet50d")
     with _served(root, [plain_spec, se_spec], None, gallery) as (services, client):
@@ -167,7 +167,7 @@ def test_figure6_plots_each_categorys_mean_excitation(app):
 
     figure = _figure(app["client"].predict(api_name="/figure6"))
     services, spec = app["services"], app["se"]
-    singles = {label: [services.engine.run(spec, load_image(p)) for p in sorted((app["gallery"] / label).glob("?.png"))]
+    singles = {label: [services.engine.run(spec, load_image(p)) for p in sorted((app["gallery"] / label).glob("*_[0-9].jpg"))]
                for label in ("alpha", "beta")}
     assert [len(v) for v in singles.values()] == [3, 3]
     expected = {label: {n: np.mean([o.excitations[n] for o in outs], axis=0) for n in SE_BLOCKS}

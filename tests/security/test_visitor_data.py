@@ -14,7 +14,7 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from fixtures import encode, free_port, make_config, make_gallery, picture
+from fixtures import REPO_ROOT, encode, free_port, make_config, make_gallery, picture
 from senet_demo.services import Services
 from senet_demo.ui import allowed_paths, build_demo
 from senet_demo.ui.classify_tab import classify_image
@@ -23,7 +23,6 @@ from senet_demo.ui.explain_tab import explain_image, forget_compared
 from senet_demo.ui.retrieve_tab import add_uploads, clear_uploads, forget_session, retrieve_image
 from senet_demo.uploads import gradio_upload_root
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _services(root: Path, specs: list[str], gallery: Path | None = None) -> Services:
