@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -170,7 +171,8 @@ def served_app(specs: list[str], work_dir: Path):
                 log.seek(0)
                 raise RuntimeError(f"app.py exited with code {server.returncode}:\n{log.read()[-3000:]}")
             try:
-                client = Client(url, verbose=False, download_files=False)
+                # as the README's snippet calls the app: one SSL context for all the client's requests
+                client = Client(url, verbose=False, download_files=False, ssl_verify=ssl.create_default_context())
                 break
             except Exception:  # not listening yet
                 time.sleep(0.05)
