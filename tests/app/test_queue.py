@@ -2,14 +2,14 @@
 queue positions for waiting visitors, and no direct POST around the queue."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
 import httpx
 import pytest
 
-from fixtures import free_port, make_config
-from fixtures import make_gallery
+from fixtures import free_port, make_config, make_gallery
 from senet_demo.config import QueueSettings
 from senet_demo.services import Services
 from senet_demo.ui import build_demo
@@ -87,6 +87,20 @@ class HeldRuns:
                 self.in_flight -= 1
 
 
+@contextlib.contextmanager
+def served_with_held_runs(tmp_path, resnet_name, senet_name, settings, **kwargs):
+    """The app served on a free port, its forwards held at a gate (``HeldRuns``); yields (url, held)."""
+    services, demo = built(tmp_path, resnet_name, senet_name, settings, **kwargs)
+    held = HeldRuns(services.engine)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", held
+    finally:
+        held.gate.set()
+        demo.close()
+
+
 def wait_for(condition, what: str, timeout: float = 60.0) -> None:
     """Poll ``condition`` until it holds; the timeout only stops a broken run from hanging."""
     deadline = time.monotonic() + timeout
@@ -110,13 +124,8 @@ def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name
     from gradio_client.utils import Status
 
     workers = 2
-    services, demo = built(tmp_path, resnet_name, senet_name,
-                           QueueSettings(inference_workers=workers, ui_concurrency=4, max_size=16), gallery=True)
-    held = HeldRuns(services.engine)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    settings = QueueSettings(inference_workers=workers, ui_concurrency=4, max_size=16)
+    with served_with_held_runs(tmp_path, resnet_name, senet_name, settings, gallery=True) as (url, held):
         image = handle_file(str(photo_png))
         calls = [((image,), "/classify"), ((image,), "/retrieve"), ((image,), "/explain"),
                  ((image,), "/classify"), ((image,), "/ablate"), ((image,), "/explain"), ((image,), "/retrieve")]
@@ -141,9 +150,6 @@ def test_a_full_room_waits_in_line_across_tabs(tmp_path, resnet_name, senet_name
 
         held.gate.set()
         results = [job.result(timeout=120) for job in jobs]
-    finally:
-        held.gate.set()
-        demo.close()
     assert held.most == workers
     assert len(results) == len(calls)
     assert results[0][0]["label"]  # answers came back, not errors
@@ -154,12 +160,8 @@ def test_a_full_queue_refuses_at_once_instead_of_growing(tmp_path, resnet_name, 
     from gradio_client import Client, handle_file
     from gradio_client.utils import Status
 
-    services, demo = built(tmp_path, resnet_name, senet_name, QueueSettings(inference_workers=1, max_size=2))
-    held = HeldRuns(services.engine)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    settings = QueueSettings(inference_workers=1, max_size=2)
+    with served_with_held_runs(tmp_path, resnet_name, senet_name, settings) as (url, held):
         image = handle_file(str(photo_png))
         clients = [Client(url, verbose=False, download_files=False) for _ in range(4)]
         jobs = [clients[0].submit(image, api_name="/classify")]
@@ -171,7 +173,4 @@ def test_a_full_queue_refuses_at_once_instead_of_growing(tmp_path, resnet_name, 
             clients[3].predict(image, api_name="/classify")
         held.gate.set()
         assert all(job.result(timeout=120)[0]["label"] for job in jobs)
-    finally:
-        held.gate.set()
-        demo.close()
     assert held.most == 1
