@@ -67,7 +67,7 @@ def build_fixture(root: Path, query_count: int, seed: int) -> dict:
     os.environ["HF_HOME"] = str(root / "hf")  # the test helpers read it on import
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     sys.path.insert(0, str(REPO_ROOT))
-    from helpers import RESNET_DATA, SENET_DATA, encode, export_tiny, folder_spec, random_image
+    from fixtures import RESNET_DATA, SENET_DATA, encode, export_tiny, folder_spec, picture
 
     models = root / "models"
     resnet = export_tiny("resnet50d", models / "resnet50d", 0, RESNET_DATA)
@@ -78,7 +78,7 @@ def build_fixture(root: Path, query_count: int, seed: int) -> dict:
     for li, label in enumerate(GALLERY_LABELS):
         (gallery / label).mkdir(parents=True)
         for i in range(4):
-            random_image(120, 96, seed=1000 + 10 * li + i).save(gallery / label / f"{label}_{i}.jpg", quality=90)
+            picture(1000 + 10 * li + i, (120, 96)).save(gallery / label / f"{label}_{i}.jpg", quality=90)
 
     rng = random.Random(seed)
     queries = root / "queries"
@@ -88,14 +88,14 @@ def build_fixture(root: Path, query_count: int, seed: int) -> dict:
         width, height = rng.randint(80, 200), rng.randint(80, 200)
         fmt, suffix = rng.choice([("PNG", ".png"), ("JPEG", ".jpg")])
         path = queries / f"q{i:04d}{suffix}"
-        path.write_bytes(encode(random_image(width, height, seed=seed * 100_000 + i), fmt))
+        path.write_bytes(encode(picture(seed * 100_000 + i, (width, height)), fmt))
         paths.append(path)
 
     upload = root / "upload"
     upload.mkdir()
     uploads = [upload / f"mine_{i}.jpg" for i in range(3)]
     for i, path in enumerate(uploads):
-        random_image(110, 110, seed=5000 + i).save(path, quality=90)
+        picture(5000 + i, (110, 110)).save(path, quality=90)
     return {"models": [folder_spec(resnet), folder_spec(senet)], "explain_models": [folder_spec(explainer)],
             "gallery": gallery, "queries": paths, "uploads": uploads}
 
