@@ -104,7 +104,8 @@ def build_services(args: argparse.Namespace):
     try:
         config = AppConfig.from_specs(args.models, args.explain_models, offline=args.offline, **engine, **_paths(args))
     except ValueError as err:  # a SPEC, an engine or an environment setting that cannot be used
-        raise SystemExit(f"app.py: error: {err}") from None
+        print(f"app.py: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     return Services.create(config)
 
 

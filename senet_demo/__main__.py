@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, SpecError, environment_problems
+from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, InputError, SpecError, environment_problems
 from .models import ModelLoadError
 from .weights import WeightsNotFound
 
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
         return handlers[args.command](args)
     except SpecError as err:  # a malformed --model: a usage error, not a traceback
         parser.error(_one_line(err))
-    except UsageError as err:  # the message already says what to do
+    except (UsageError, InputError) as err:  # the message already says what to do
         parser.exit(2, f"{parser.prog}: error: {_one_line(err)}\n")
     except (WeightsNotFound, ModelLoadError, OSError) as err:  # the message says the fix
         print(f"{parser.prog}: error: {_one_line(err)}", file=sys.stderr)

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import excitation as ex
 from .. import plots
+from ..config import result_count
 from ..ensemble import model_view, top_k
 from ..images import content_hash
 from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
@@ -124,7 +125,7 @@ def explain_image(services: Services, image, model, block_name, picks, uploads, 
     channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
     per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
     profile = ex.depth_profile([out.excitations for out in outputs], blocks)
-    top, bottom = ex.extreme_channels(main[block.name], int(k))
+    top, bottom = ex.extreme_channels(main[block.name], result_count(k, "Top/bottom channels", MAP_CHANNELS))
     shown = [(kind, int(c)) for kind, extreme in (("most", top), ("least", bottom)) for c in extreme]
     fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown], digest=digests[0])
     view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover

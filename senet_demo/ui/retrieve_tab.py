@@ -41,7 +41,7 @@ def retrieve_image(services: Services, image, feature, k, session, progress=gr.P
     picture = decode(image, services)
     uploaded = session["items"] if session else []
     items = services.gallery() + uploaded
-    hits = services.search.search(picture, services.gallery(), feature, int(k),
+    hits = services.search.search(picture, services.gallery(), feature, k,
                            progress=lambda f, d: progress(f, desc=d), extra_items=uploaded)
     gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
     labels = [hit.item.label for hit in hits]

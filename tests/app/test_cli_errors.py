@@ -116,6 +116,11 @@ def test_top_must_be_a_positive_whole_number(setup, top):
     assert "argument --top" in line
 
 
+def test_top_above_the_limit_is_one_line_with_status_2(setup):
+    line = one_line_error(cli(["classify", "--model", setup["model"], "--top", "5000", str(setup["query"])], setup["hf"]))
+    assert "must be a whole number from 1 to 1000, not 5000" in line
+
+
 def test_export_lite0_to_a_folder_that_cannot_be_written(setup):
     line = one_line_error(cli(["export-lite0", "--out", "/proc/lite0"], setup["hf"]))
     assert line.startswith("python -m senet_demo: error: --out /proc/lite0: /proc/lite0 cannot be written")
