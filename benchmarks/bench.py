@@ -11,7 +11,7 @@ does not depend on the values), written once under ``--work-dir``; every figure 
    features on disk) to its first answer against a process that only loads the weights, and the app's peak
    resident memory. Where a ``gradio_client`` call's own time goes: ``client_cost.py``.
 
-    .venv/bin/python benchmarks/bench.py                         # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/bench.py   # the full run; docs/performance.md says how long it takes
     .venv/bin/python benchmarks/bench.py --json benchmarks/results.json
 
 A script, not a test: the figures depend on the machine and on what else runs on it.

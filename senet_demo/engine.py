@@ -86,7 +86,7 @@ class Engine:
         torch.set_num_threads(self.threads)
         self.onnx_dir = onnx_dir
         self.cache = LRUCache(cache_entries or registry.config.limits.result_cache_entries)
-        self._batches = LRUCache(4)  # preprocessed views of the latest images (a ten-crop batch is 6 MB)
+        self._batches = LRUCache(4)  # preprocessed views of the latest images (a ten-crop batch is large)
         self._backends: dict[str, Backend] = {}
         self._backend_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()

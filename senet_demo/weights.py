@@ -68,7 +68,7 @@ RACY_NS = 3_000_000_000  # files changed this recently are hashed every time (FA
 
 def remembered_sha256(file: Path) -> str:
     """The file's sha256, read once and then remembered by its stat signature, so that a restart does
-    not read a 200 MB checkpoint again. Any write to the file changes its ctime, which no program can
+    not read a large checkpoint again. Any write to the file changes its ctime, which no program can
     set back, so a changed file is always hashed afresh."""
     stat = file.stat()
     key = str(file.resolve())
