@@ -4,7 +4,8 @@ Everything here reads metadata only (a safetensors header, timm's registry, a
 labels file), never a tensor, so the app can name a broken model at startup
 without loading it. ``models.py`` builds the architecture and calls these
 checks; the messages end with a ``Fix:`` the reader can act on. Nothing here
-deletes or rewrites a file.
+deletes or rewrites a file. Messages are ``i18n.Message``s: English as strings (the command line and
+the logs), Korean through ``i18n.render`` where the app shows them.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import difflib
 from pathlib import Path
 
 from .config import ModelSpec
+from .i18n import Message
 
 HUB_ORIGINS = ("weights/", "hf-cache", "hub")  # a copy of a Hub repo that `download` can fetch again
 RELEASE_ORIGINS = ("weights/", "torch-cache", "download")
@@ -21,18 +23,16 @@ class ModelLoadError(RuntimeError):
     """Weights were found but could not be turned into a model; the message names the fix."""
 
 
-def refetch_fix(spec: ModelSpec, file: Path, origin: str, hub: bool) -> str:
+def refetch_fix(spec: ModelSpec, file: Path, origin: str, hub: bool) -> Message:
     """How to replace a damaged weights file, by where it came from."""
     command = f"`python -m senet_demo download {spec.name}`"
     if hub and origin in HUB_ORIGINS:
         if origin == "weights/":
-            return f"Fix: run {command} to fetch the repo again (it replaces the damaged {file.name} in {file.parent})."
-        return (f"Fix: run {command}; it writes a fresh copy to weights/, which is used before the Hugging Face "
-                f"cache. The damaged cache file {file} can then be deleted.")
+            return Message("checkpoint.fix.refetch_repo", command=command, file=file.name, folder=str(file.parent))
+        return Message("checkpoint.fix.refetch_cache", command=command, file=str(file))
     if not hub and origin in RELEASE_ORIGINS and file.suffix != ".safetensors":
-        return f"Fix: run {command}; it writes a fresh copy to weights/{spec.arch}/, which is used before torch's cache."
-    return ("Fix: export or copy the checkpoint again (timm.models.save_for_hf or safetensors.torch.save_file); "
-            "the app never changes it.")
+        return Message("checkpoint.fix.refetch_release", command=command, arch=spec.arch)
+    return Message("checkpoint.fix.export")
 
 
 def read_header(name: str, file: Path, fix: str) -> dict[str, tuple[int, ...]]:
@@ -43,10 +43,8 @@ def read_header(name: str, file: Path, fix: str) -> dict[str, tuple[int, ...]]:
         with safe_open(str(file), framework="pt", device="cpu") as f:
             return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
     except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(
-            f"Model {name!r}: {file} is not a readable safetensors file ({err}): it is truncated or corrupted, "
-            f"or not a safetensors file at all. {fix}"
-        ) from err
+        raise ModelLoadError(Message("checkpoint.unreadable", name=name, file=str(file), detail=str(err),
+                                     fix=fix)) from err
 
 
 def compare_shapes(name: str, file: Path, arch: str, expected: dict[str, tuple[int, ...]],
@@ -64,51 +62,50 @@ def compare_shapes(name: str, file: Path, arch: str, expected: dict[str, tuple[i
     parts = []
     if mismatched:
         first = mismatched[0]
-        parts.append(f"{len(mismatched)} tensor(s) have other shapes, the first {first!r}: "
-                     f"{list(found[first])} in the checkpoint, {list(expected[first])} in {arch}")
+        parts.append(Message("checkpoint.shapes_differ", count=len(mismatched), tensor=first,
+                             found=str(list(found[first])), expected=str(list(expected[first])), arch=arch))
     if missing:
-        parts.append(f"{len(missing)} tensor(s) of {arch} are missing from the checkpoint, the first {missing[0]!r}")
+        parts.append(Message("checkpoint.tensors_missing", count=len(missing), arch=arch, tensor=missing[0]))
     if unexpected:
-        parts.append(f"{len(unexpected)} tensor(s) in the checkpoint are not in {arch}, the first {unexpected[0]!r}")
-    raise ModelLoadError(f"Model {name!r}: the checkpoint {file} does not fit the architecture {arch}: "
-                         f"{'; '.join(parts)}. {fix}")
+        parts.append(Message("checkpoint.tensors_unexpected", count=len(unexpected), arch=arch, tensor=unexpected[0]))
+    # a list parameter is joined with "; " in either language
+    raise ModelLoadError(Message("checkpoint.mismatch", name=name, file=str(file), arch=arch, parts=parts, fix=fix))
 
 
-def architecture_fix(folder_config: Path | None) -> str:
+def architecture_fix(folder_config: Path | None) -> Message:
     if folder_config is not None:
-        return (f"Fix: check that 'architecture' and 'model_args' in {folder_config} match the checkpoint "
-                f"(or fetch the checkpoint again if it is a damaged copy).")
-    return "Fix: check that the ARCH before '=' in the SPEC matches the checkpoint (same model and size)."
+        return Message("checkpoint.fix.architecture_config", config=str(folder_config))
+    return Message("checkpoint.fix.architecture_spec")
 
 
-def unknown_architecture(name: str, arch: str, where: str = "the SPEC") -> str | None:
-    """A message if timm has no architecture called ``arch`` (a pretrained tag is ignored); else None."""
+def unknown_architecture(name: str, arch: str, where: str | None = None) -> Message | None:
+    """A message if timm has no architecture called ``arch`` (a pretrained tag is ignored); else None.
+    ``where`` names where the ARCH was written ("the SPEC" by default)."""
     import timm
 
     if timm.is_model(arch):
         return None
     base = arch.split(".")[0]
     close = difflib.get_close_matches(base, timm.list_models(), n=3, cutoff=0.75)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    return (f"Model {name!r}: timm has no architecture called {base!r}{hint}. Fix: check the ARCH in {where}; "
-            f"`python -c \"import timm; print(timm.list_models('{base[:4]}*'))\"` lists the names timm knows.")
+    hint = Message("checkpoint.did_you_mean", names=", ".join(close)) if close else ""
+    command = f"`python -c \"import timm; print(timm.list_models('{base[:4]}*'))\"`"
+    return Message("checkpoint.unknown_architecture", name=name, base=base, hint=hint,
+                   where=where or Message("checkpoint.the_spec"), command=command)
 
 
-def labels_mismatch(name: str, labels_file: Path, lines: int, num_classes: int) -> str:
-    return (f"Model {name!r}: {labels_file} has {lines} lines but the checkpoint has {num_classes} classes. "
-            f"Fix: labels.txt must have {num_classes} lines, one class name per line in the order of the "
-            f"model's outputs (or remove it to use the names in config.json).")
+def labels_mismatch(name: str, labels_file: Path, lines: int, num_classes: int) -> Message:
+    return Message("checkpoint.labels_mismatch", name=name, file=str(labels_file), lines=lines, classes=num_classes)
 
 
-def release_failure(name: str, file: Path, err: Exception, fix: str) -> str:
+def release_failure(name: str, file: Path, err: Exception, fix: str) -> Message:
     """A timm release file (``.pth``) that ``torch.load(weights_only=True)`` could not read."""
     import pickle
 
     text = str(err)
     if isinstance(err, pickle.UnpicklingError) or "weights_only" in text or "Weights only load failed" in text:
-        problem = ("holds more than tensors (a pickle that would run code), so torch.load(weights_only=True) "
-                   "refused it")
+        problem = Message("checkpoint.release.pickle")
     else:
-        problem = "is truncated or corrupted"
+        problem = Message("checkpoint.release.corrupt")
     first_line = text.strip().splitlines()[0] if text.strip() else type(err).__name__
-    return f"Model {name!r}: {file} {problem} ({first_line}). {fix}"
+    return Message("checkpoint.release_failure", name=name, file=str(file), problem=problem, detail=first_line,
+                   fix=fix)

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .i18n import Message
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS_DIR = Path(os.environ.get("SENET_WEIGHTS_DIR", REPO_ROOT / "weights"))
 GALLERY_DIR = REPO_ROOT / "gallery"
@@ -101,7 +103,8 @@ MAX_RESULTS = 1000  # the most results (top-k) one request may ask for
 
 
 class InputError(ValueError):
-    """A number in a request that is not finite or out of its range; the message is for the visitor."""
+    """A number in a request that is not finite or out of its range; the message is for the visitor (an
+    ``i18n.Message``: English as a string, Korean through ``i18n.render``)."""
 
 
 def member_weight(name: str, value) -> float:
@@ -111,18 +114,21 @@ def member_weight(name: str, value) -> float:
     except (TypeError, ValueError):
         weight = float("nan")
     if isinstance(value, bool) or not 0.0 <= weight <= 1.0:  # False for NaN too
-        raise InputError(f"The weight of {name} must be a number from 0 to 1, not {value!r}.")
+        raise InputError(Message("input.weight", name=name, value=repr(value)))
     return weight
 
 
-def result_count(value, what: str = "The number of results", maximum: int = MAX_RESULTS) -> int:
-    """How many results to return: a whole number from 1 to ``maximum`` (5.0 from a slider is 5)."""
+def result_count(value, what: str | None = None, maximum: int = MAX_RESULTS) -> int:
+    """How many results to return: a whole number from 1 to ``maximum`` (5.0 from a slider is 5). ``what``
+    names the number in the message (a ``Message``, to be shown in Korean too); "The number of results" by
+    default."""
     try:
         count = float(value)
     except (TypeError, ValueError):
         count = float("nan")
     if isinstance(value, bool) or not (1 <= count <= maximum and count == int(count)):
-        raise InputError(f"{what} must be a whole number from 1 to {maximum}, not {value!r}.")
+        raise InputError(Message("input.count", what=what or Message("input.count.results"), maximum=maximum,
+                                 value=repr(value)))
     return int(count)
 
 

