@@ -152,7 +152,8 @@ EN: dict[str, str] = {
     "storage.disk_full": "the disk is full",
     "storage.read_only": "permission denied or read-only",
     # checkpoint.py: what is wrong with a checkpoint, and the fix
-    "checkpoint.fix.refetch_repo": "Fix: run {command} to fetch the repo again (it replaces the damaged {file} in {folder}).",
+    "checkpoint.fix.refetch_repo": ("Fix: run {command} to fetch the repo again (it replaces the damaged {file} in "
+                                    "{folder})."),
     "checkpoint.fix.refetch_cache": ("Fix: run {command}; it writes a fresh copy to weights/, which is used before "
                                      "the Hugging Face cache. The damaged cache file {file} can then be deleted."),
     "checkpoint.fix.refetch_release": ("Fix: run {command}; it writes a fresh copy to weights/{arch}/, which is used "

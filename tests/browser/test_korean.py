@@ -1,0 +1,163 @@
+"""The app in Korean and in English, in a real browser: Chromium with its locale set to ko-KR or en-US
+(Playwright's ``locale=``, which sets both ``navigator.language`` and the Accept-Language header).
+
+A Korean browser sees every tab's labels and buttons, a refused file's message and the Explain texts in
+Korean; an English one sees no Hangul but the switch's own "한국어"; the switch changes the page's text in
+place, without a reload. Screenshots of each tab in Korean go to test-artifacts/. The server is the one
+test_browser.py starts, with the catalogue passed to ``launch`` as the app passes it (``i18n=I18N``).
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from fixtures import MINIMAL_PDF, folder_spec, free_port
+from test_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PAGE_ERRORS, _close_toasts, _error_toast, _skimage,
+                          no_script_errors, playwright_sync)  # noqa: F401 (no_script_errors: autouse)
+
+# Until senet_demo/ui/ builds its texts with senet_demo.i18n and has the language switch, a Korean browser
+# sees English labels: these tests describe the converted page.
+pytestmark = pytest.mark.skip(reason="the UI is not converted to senet_demo.i18n yet: no gr.I18n keys in "
+                                     "senet_demo/ui/, no language switch (elem_id 'language'), no i18n= in launch")
+
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+# Words that stay as they are in Korean text: model and file names, the SE paper's names, measures.
+KEPT = re.compile(r"^[\s\d.,:;·×=()\[\]/%+-]*$|SE_\d|resnet|seresnext|efficientnet|lite0|tf_|\.(png|jpe?g|zip)\b|"
+                  r"^(TTA|P@\d|mAP|ImageNet|English|Squeeze|Excitation|Scale|SE|C|r|k|s)$", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, tiny_senet):
+    from senet_demo.config import AppConfig
+    from senet_demo.convert import export_lite0
+    from senet_demo.i18n import I18N
+    from senet_demo.services import Services
+    from senet_demo.ui import allowed_paths, build_demo
+
+    lite0 = export_lite0(tmp_path_factory.mktemp("lite0") / "tf_efficientnet_lite0")
+    config = AppConfig.from_specs([f"tf_efficientnet_lite0={lite0}"], [folder_spec(tiny_senet)], offline=True,
+                                  feature_cache_dir=tmp_path_factory.mktemp("features"))
+    services = Services.create(config)
+    demo = build_demo(services)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, i18n=I18N,
+                max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+def _open(browser, app_url, locale: str):
+    context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1100})
+    page = context.new_page()
+    page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
+    page.goto(app_url)
+    page.locator("#classify-image").wait_for(timeout=60_000)
+    page.locator("#language").wait_for(timeout=30_000)
+    return context, page
+
+
+@pytest.fixture
+def korean(browser, app_url):
+    context, page = _open(browser, app_url, "ko-KR")
+    page.wait_for_function("document.querySelector('#language input[value=ko]')?.checked", timeout=30_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def english(browser, app_url):
+    context, page = _open(browser, app_url, "en-US")
+    yield page
+    context.close()
+
+
+def _main_tabs(page):
+    """The page's top-level tabs (Classify, Retrieve, Explain), whatever their names' language."""
+    return page.locator("[role=tablist]").first.get_by_role("tab")
+
+
+def _visible_texts(page) -> list[str]:
+    """What a person reads as the page's labels: tab names, labels, block titles and buttons on screen."""
+    texts = page.locator("[role=tab]:visible, label:visible, [data-testid=block-info]:visible, button:visible"
+                         ).all_inner_texts()
+    return [t.strip() for t in texts if t.strip()]
+
+
+def _untranslated(texts: list[str]) -> list[str]:
+    return [t for t in texts if re.search(r"[A-Za-z]{2}", t) and not HANGUL.search(t)
+            and not all(KEPT.search(word) for word in re.split(r"\s+", t) if word)]
+
+
+def test_every_tab_is_korean_for_a_korean_browser(korean):
+    tabs = _main_tabs(korean)
+    assert tabs.count() == 3
+    for i in range(tabs.count()):
+        tabs.nth(i).click()
+        korean.wait_for_timeout(500)
+        texts = _visible_texts(korean)
+        assert sum(bool(HANGUL.search(t)) for t in texts) >= 3, texts
+        assert not _untranslated(texts), _untranslated(texts)
+        korean.screenshot(path=str(ARTIFACTS / f"ko-tab-{i + 1}.png"), full_page=True)
+
+
+def test_a_pdf_named_jpg_gets_a_korean_message(korean, tmp_path):
+    bogus = tmp_path / "invoice.jpg"
+    bogus.write_bytes(MINIMAL_PDF)
+    korean.locator("#classify-image input[type=file]").set_input_files(str(bogus))
+    toast = _error_toast(korean, "invoice.jpg 파일은 이 앱이 읽을 수 있는 이미지가 아닙니다")
+    assert "PDF 문서" in toast.inner_text() and "사진을 올려 주세요" in toast.inner_text()
+    korean.screenshot(path=str(ARTIFACTS / "ko-classify-bad-input.png"))
+    _close_toasts(korean)
+
+
+def test_the_explain_texts_are_korean(korean):
+    _main_tabs(korean).nth(2).click()
+    korean.locator("#explain-image input[type=file]").set_input_files(_skimage("chelsea.png"))
+    korean.locator("[role=tabpanel]:visible button.primary").first.click()
+    korean.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    prose = " ".join(korean.locator("[role=tabpanel]:visible .prose").all_inner_texts())
+    assert len(HANGUL.findall(prose)) > 50, prose[:500]
+    assert "Squeeze" in prose and "Excitation" in prose  # the seminar notes keep these terms in English
+    korean.screenshot(path=str(ARTIFACTS / "ko-explain.png"), full_page=True)
+
+
+def test_an_english_browser_sees_no_hangul(english, tmp_path):
+    tabs = _main_tabs(english)
+    for i in range(tabs.count()):
+        tabs.nth(i).click()
+        english.wait_for_timeout(500)
+        text = english.locator("body").inner_text().replace("한국어", "")  # the switch names Korean in Korean
+        assert not HANGUL.search(text), HANGUL.findall(text)[:20]
+    tabs.nth(0).click()
+    bogus = tmp_path / "invoice.jpg"
+    bogus.write_bytes(MINIMAL_PDF)
+    english.locator("#classify-image input[type=file]").set_input_files(str(bogus))
+    toast = _error_toast(english, "invoice.jpg is not an image this app reads")
+    assert not HANGUL.search(toast.inner_text())
+    _close_toasts(english)
+
+
+def test_the_switch_changes_the_text_in_place(english):
+    english.evaluate("window.__same_page = true")  # gone if the page reloads
+    first_tab = _main_tabs(english).nth(0)
+    assert not HANGUL.search(first_tab.inner_text())
+    english.locator("#language").get_by_text("한국어", exact=True).click()
+    english.wait_for_function("/[\\uac00-\\ud7a3]/.test(document.querySelector('[role=tab]').innerText)",
+                              timeout=30_000)
+    assert english.evaluate("window.__same_page") is True
+    assert sum(bool(HANGUL.search(t)) for t in _visible_texts(english)) >= 3
+    english.screenshot(path=str(ARTIFACTS / "ko-switched.png"), full_page=True)
+    english.locator("#language").get_by_text("English", exact=True).click()
+    english.wait_for_function("!/[\\uac00-\\ud7a3]/.test(document.querySelector('[role=tab]').innerText)",
+                              timeout=30_000)
+    assert english.evaluate("window.__same_page") is True
