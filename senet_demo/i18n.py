@@ -22,7 +22,11 @@ What Gradio 6 offers (its public API and its guide "Internationalization", check
   texts; that choice is not kept across a reload and the server does not learn of it.
 * On the server a handler declares ``request: gr.Request`` (Gradio fills it; it is not an API parameter) and
   reads ``request.headers.get("accept-language")``: the header of the browser's own request (``ko-KR,ko;q=0.9``
-  from a Korean Chrome, ``ko-KR`` from Playwright's ``locale="ko-KR"``). ``gradio_client`` sends none.
+  from a Korean Chrome, ``ko-KR`` from Playwright's ``locale="ko-KR"``). ``gradio_client`` sends none unless
+  asked (``Client(url, headers={"Accept-Language": "ko"})``). Gradio finds that parameter by its annotation,
+  resolved in the handler's module: with ``from __future__ import annotations`` the module must import
+  gradio at its top (a ``gr`` imported inside a function or under TYPE_CHECKING is not found, and the
+  handler silently gets nothing).
 * Nothing public lets the page or the server set the browser's gr.I18n locale, so an in-page switch
   changes the texts through normal event outputs, as below.
 
@@ -32,13 +36,16 @@ The design
    the browser's language, with no round trip.
 2. The switch is ``language_switch()``, a ``gr.Radio`` of "English" / "한국어" (each name in its own language)
    with ``elem_id="language"`` and the value ``"en"`` or ``"ko"``. ``Page.wire(demo, switch)`` adds two events:
-   ``demo.load(visitor_language, None, switch)`` sets it from the request's Accept-Language when the page
-   opens, and ``switch.change(page.updates, switch, page.components)`` re-renders every text the page
+   ``demo.load(<visitor_language of the gr.Request>, None, switch)`` sets it from the request's
+   Accept-Language when the page opens, and ``switch.change(page.updates, switch, page.components)``
+   re-renders every text the page
    tracks, in the chosen language, as plain strings (``gr.update(label=..., choices=...)``). ``change`` fires
    for the load's update as well as for a click, so the texts the browser cannot translate (choice names)
    follow the visitor's language from the start. Tried in Chromium with ``locale="ko-KR"`` and ``"en-US"``:
-   tab, accordion, button, Markdown, radio label/info/choices, slider and examples labels all switch in place,
-   with no reload, and stay switched when the visitor changes tabs.
+   tab, accordion, button, Markdown (a formula too), radio and dropdown label/info/choices, slider and
+   examples labels all switch in place, with no reload, and stay switched when the visitor changes tabs.
+   A dataframe's column names did not follow an update of ``headers`` alone: they come with its value,
+   which the handler that fills it returns in the visitor's language.
 3. Server-made text (messages, captions, plot titles, progress) follows the switch: a handler takes the
    switch as its last input, ``lang``, and writes with ``text(key, lang, **params)``. For the API that is one
    more optional parameter at the end: ``lang="en"`` by default, ``"ko"`` asks for Korean text; the other
