@@ -22,7 +22,12 @@ from .weights import WeightsNotFound
 
 
 class NoModelAnswered(RuntimeError):
-    """Every member failed (their messages say why) or all weights are zero."""
+    """Every member failed (their messages say why) or all weights are zero. ``failures``: each failed
+    member's error, so a page can say it briefly and keep each full message one click away."""
+
+    def __init__(self, message: str, failures: dict[str, Exception] | None = None):
+        super().__init__(message)
+        self.failures = failures or {}
 
 
 @dataclass
@@ -33,6 +38,7 @@ class MemberResult:
     latency_ms: float = 0.0  # of the forward pass that produced the answer (whoever asked for it first)
     error: str | None = None  # why this member gave no answer
     in_ensemble: bool = False
+    failure: Exception | None = field(default=None, repr=False, compare=False)  # the error itself, for the page
 
 
 @dataclass
@@ -89,7 +95,7 @@ def classify(
             loaded = engine.registry.get(name)
             outputs = engine.run(name, image, tta, digest)
         except (WeightsNotFound, ModelLoadError, SpecError) as err:
-            member.error = str(err)
+            member.error, member.failure = str(err), err
             continue
         member.top = top_k(outputs.probs, loaded.labels, k)
         member.latency_ms = outputs.latency_ms
@@ -104,6 +110,7 @@ def classify(
             notes.append(f"{name} predicts other classes than {reference} and is not averaged.")
     if not probs:
         errors = [m.error for m in members if m.error]
-        raise NoModelAnswered(" ".join(errors) or "No model could classify the image (all weights are zero).")
+        raise NoModelAnswered(" ".join(errors) or "No model could classify the image (all weights are zero).",
+                              {m.name: m.failure for m in members if m.failure is not None})
     ensemble = top_k(combine(probs, weights), labels, k)
     return ClassifyResult(ensemble=ensemble, members=members, tta=tta, note=" ".join(notes))

@@ -34,7 +34,8 @@ from .config import AppConfig, ModelSpec
 from .images import WORKING_SIDE
 from .weights import CONFIG_FILE, LABELS_FILE, ResolvedWeights, resolve
 
-__all__ = ["LoadedModel", "ModelLoadError", "ModelRegistry", "check", "load_model"]
+__all__ = ["LoadedModel", "ModelLoadError", "ModelRegistry", "check", "friendly_name", "load_model",
+           "training_data"]
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,42 @@ def architecture_se_blocks(spec: ModelSpec) -> list:
     return find_se_blocks(model)
 
 
+# Names a visitor reads, for the architectures the app is started with most; the timm IDs stay in the Models
+# panel. Any other architecture is shown by its timm name.
+FRIENDLY_NAMES = {
+    "resnet152d": "ResNet-152",
+    "seresnext101_64x4d": "SE-ResNeXt-101",
+    "seresnext101_32x4d": "SE-ResNeXt-101 (32x4d)",
+    "seresnext50_32x4d": "SE-ResNeXt-50",
+    "seresnet50": "SE-ResNet-50",
+    "seresnet152d": "SE-ResNet-152-D",
+    "legacy_seresnet152": "SE-ResNet-152",
+    "legacy_seresnet50": "SE-ResNet-50",
+    "legacy_senet154": "SENet-154",
+    "resnet50d": "ResNet-50",
+    "resnet50": "ResNet-50",
+    "tf_efficientnet_lite0": "EfficientNet-Lite0",
+    "efficientnet_b0": "EfficientNet-B0",
+}
+TRAINING_DATA = {"in1k": "ImageNet", "in22k": "ImageNet-22k", "in21k": "ImageNet-21k", "in22k_ft_in1k": "ImageNet"}
+
+
+def friendly_name(spec: ModelSpec) -> str:
+    """The model's name in words ("SE-ResNeXt-101"), or its timm architecture when it has none."""
+    arch, _, _ = spec.arch.partition(".")
+    return FRIENDLY_NAMES.get(arch, arch)
+
+
+def training_data(spec: ModelSpec) -> str | None:
+    """What the weights were trained on, from the pretrained tag ("gluon_in1k": ImageNet), or None (a folder's
+    or a file's own weights, whose classes come with them)."""
+    _, _, tag = spec.arch.partition(".")
+    if spec.source is not None or not tag:
+        return None
+    return next((name for suffix, name in sorted(TRAINING_DATA.items(), key=lambda kv: -len(kv[0]))
+                 if tag == suffix or tag.endswith("_" + suffix)), None)
+
+
 class ModelRegistry:
     """The app's models: loaded lazily, once per process, thread-safely."""
 
@@ -378,6 +415,12 @@ class ModelRegistry:
 
     def is_loaded(self, name: str) -> bool:
         return name in self._loaded
+
+    def friendly_names(self) -> dict[str, str]:
+        """Each model's name in words, unique: two models of one architecture keep their SPEC's label."""
+        words = {name: friendly_name(spec) for name, spec in self.specs.items()}
+        shared = {w for w in words.values() if list(words.values()).count(w) > 1}
+        return {name: self.specs[name].label if w in shared else w for name, w in words.items()}
 
     def architecture_problem(self, name: str) -> str | None:
         """Why timm cannot build this model's architecture, or None; from the SPEC alone."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,9 +32,21 @@ CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.txt"
 HUB_FILES = [CONFIG_FILE, WEIGHTS_FILE, LABELS_FILE]
 
+log = logging.getLogger(__name__)
+
 
 class WeightsNotFound(RuntimeError):
-    """No usable weights for a model; the message names the model and the fix."""
+    """No usable weights for a model; the message names the model and the fix.
+
+    ``reason`` says why in one word, so a page can put it in a short sentence of its own and keep the
+    full message one click away: ``offline`` (not on disk, and the app was started with --offline),
+    ``hub-offline`` (HF_HUB_OFFLINE=1 is set), ``unreachable`` (the download failed on the network),
+    ``missing`` (a local SOURCE that is not there), ``unsafe`` (not safetensors) or ``download``
+    (any other failed download)."""
+
+    def __init__(self, message: str, reason: str = "missing"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -169,30 +182,80 @@ def local_folder(repo_id: str, weights_dir: Path) -> Path:
     return weights_dir / repo_id.replace("/", "--")
 
 
-def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> ResolvedWeights:
-    """Find (or fetch) the weights for ``spec``; raise ``WeightsNotFound`` with the fix."""
+def find_local(spec: ModelSpec, weights_dir: Path) -> ResolvedWeights | None:
+    """The weights already on this machine (weights/, the Hugging Face or torch cache, a local SOURCE), or
+    None; never touches the network. A local SOURCE that is missing or unsafe raises ``WeightsNotFound``."""
     url = release_url_for(spec)
     if url is not None:
-        return _resolve_release(spec, url, weights_dir, offline)
+        local = release_file(spec, url, weights_dir)
+        if local.is_file():
+            return ResolvedWeights(local, "weights/", None)
+        cached = _torch_cache_file(local.name)
+        return ResolvedWeights(cached, "torch-cache", None) if cached.is_file() else None
     repo_id = hub_repo_for(spec)
     if repo_id is None:
         return _resolve_local(spec)
-
     folder = local_folder(repo_id, weights_dir)
     if _is_complete(folder):
         return ResolvedWeights(folder, "weights/", repo_id)
-
     cached = _from_hf_cache(repo_id)
-    if cached is not None:
-        return ResolvedWeights(cached, "hf-cache", repo_id)
+    return ResolvedWeights(cached, "hf-cache", repo_id) if cached is not None else None
 
+
+def resolve(spec: ModelSpec, weights_dir: Path, offline: bool = False) -> ResolvedWeights:
+    """Find (or fetch) the weights for ``spec``; raise ``WeightsNotFound`` with the fix. ``offline`` is
+    the app's --offline: nothing is downloaded, and the message says so."""
+    found = find_local(spec, weights_dir)
+    if found is not None:
+        return found
+    url = release_url_for(spec)
+    if url is not None:
+        local = release_file(spec, url, weights_dir)
+        if offline:
+            raise WeightsNotFound(
+                f"Model {spec.name!r} is not available offline: no {local.name} in {local.parent} or in torch's "
+                f"cache. Fix: on a machine with internet run `python -m senet_demo download {spec.name}`, or start "
+                f"without --offline.", reason="offline")
+        return ResolvedWeights(_fetch_release(spec, url, _torch_cache_file(local.name)), "download", None)
+    repo_id = hub_repo_for(spec)
     if offline:
         raise WeightsNotFound(
             f"Model {spec.name!r} is not available offline: no copy in {weights_dir} or in the "
-            f"Hugging Face cache.{_only_pickles_note(folder)} Fix: on a machine with internet run "
-            f"`python -m senet_demo download {spec.name}` (it fills weights/), or start without --offline."
-        )
+            f"Hugging Face cache.{_only_pickles_note(local_folder(repo_id, weights_dir))} Fix: on a machine with "
+            f"internet run `python -m senet_demo download {spec.name}` (it fills weights/), or start without "
+            f"--offline.", reason="offline")
     return ResolvedWeights(_download_to_cache(spec, repo_id), "hub", repo_id)
+
+
+def hub_offline() -> bool:
+    """Whether HF_HUB_OFFLINE is set: huggingface_hub then refuses every download, --offline or not."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+REACHABLE, UNREACHABLE, NOT_ON_HUB = "reachable", "unreachable", "not-on-hub"
+PROBE_TIMEOUT_S = 3.0  # a reachable Hub answers a HEAD well within this; an unreachable one must not hold the page
+
+
+def probe_download(spec: ModelSpec, timeout: float = PROBE_TIMEOUT_S, endpoint: str | None = None) -> str:
+    """Whether the place ``spec`` downloads from answers: ``REACHABLE``, ``UNREACHABLE`` or ``NOT_ON_HUB``
+    (the Hub answers, but has no such repo). One HEAD request with a short timeout; reads nothing."""
+    import urllib.error
+    import urllib.request
+
+    url = release_url_for(spec)
+    if url is None:
+        from huggingface_hub import constants
+
+        url = f"{(endpoint or constants.ENDPOINT).rstrip('/')}/api/models/{hub_repo_for(spec)}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return REACHABLE
+    except urllib.error.HTTPError as err:  # an answer: the server is there
+        return NOT_ON_HUB if err.code == 404 and release_url_for(spec) is None else REACHABLE
+    except (OSError, ValueError):  # no DNS, refused, timed out, a proxy that does not answer
+        return UNREACHABLE
 
 
 def download(spec: ModelSpec, weights_dir: Path) -> Path:
@@ -247,15 +310,40 @@ def _fetch(spec: ModelSpec, repo_id: str, fix: str, **snapshot_kwargs) -> Path:
     """Download a Hub repo's config and safetensors weights (with tqdm progress); the folder holding them."""
     from huggingface_hub import snapshot_download
 
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
     try:
         folder = Path(snapshot_download(repo_id, allow_patterns=HUB_FILES, **snapshot_kwargs))
-    except Exception as err:  # network errors come in many types; all mean the same to the user
+    except OfflineModeIsEnabled as err:
         raise WeightsNotFound(
-            f"Could not download {spec.name!r} from the Hugging Face Hub ({type(err).__name__}: {err}). Fix: {fix}"
+            f"Could not download {spec.name!r}: HF_HUB_OFFLINE=1 is set, so nothing is downloaded. Fix: unset "
+            f"HF_HUB_OFFLINE, or on a machine with internet run `python -m senet_demo download {spec.name}` and "
+            f"copy weights/ here.", reason="hub-offline") from err
+    except Exception as err:  # network errors come in many types; all mean the same to the user
+        # The exception chain (often a dozen lines of ConnectError) goes to the log, not to the visitor.
+        log.warning("Download of %s from the Hugging Face Hub failed: %r", spec.name, err)
+        reason = "unreachable" if _is_network_error(err) else "download"
+        what = "the Hub cannot be reached" if reason == "unreachable" else type(err).__name__
+        raise WeightsNotFound(
+            f"Could not download {spec.name!r} from the Hugging Face Hub ({what}). Fix: {fix}", reason=reason
         ) from err
     if not _is_complete(folder):
-        raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.")
+        raise WeightsNotFound(f"The Hub repo {repo_id!r} has no {WEIGHTS_FILE}; only safetensors weights are loaded.",
+                              reason="unsafe")
     return folder
+
+
+def _is_network_error(err: BaseException) -> bool:
+    """Whether a failed download failed on the network (anywhere in its chain of causes)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, (OSError, TimeoutError, LocalEntryNotFoundError)) or type(err).__name__ in (
+                "ConnectError", "ConnectTimeout", "ReadTimeout", "ProxyError", "ConnectionError"):
+            return True
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return False
 
 
 def release_file(spec: ModelSpec, url: str, weights_dir: Path) -> Path:
@@ -263,24 +351,10 @@ def release_file(spec: ModelSpec, url: str, weights_dir: Path) -> Path:
     return weights_dir / spec.arch / Path(urlparse(url).path).name
 
 
-def _resolve_release(spec: ModelSpec, url: str, weights_dir: Path, offline: bool) -> ResolvedWeights:
-    """A timm release file (a tensors-only ``.pth``, read with ``weights_only=True``): weights/, torch's
-    cache, or a download into torch's cache."""
+def _torch_cache_file(name: str) -> Path:
     import torch
 
-    local = release_file(spec, url, weights_dir)
-    if local.is_file():
-        return ResolvedWeights(local, "weights/", None)
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / local.name
-    if cached.is_file():
-        return ResolvedWeights(cached, "torch-cache", None)
-    if offline:
-        raise WeightsNotFound(
-            f"Model {spec.name!r} is not available offline: no {local.name} in {local.parent} or in torch's cache. "
-            f"Fix: on a machine with internet run `python -m senet_demo download {spec.name}`, or start "
-            f"without --offline."
-        )
-    return ResolvedWeights(_fetch_release(spec, url, cached), "download", None)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
 def _fetch_release(spec: ModelSpec, url: str, target: Path) -> Path:
@@ -290,9 +364,11 @@ def _fetch_release(spec: ModelSpec, url: str, target: Path) -> Path:
     try:
         torch.hub.download_url_to_file(url, str(target), progress=True)  # tqdm bar, mirrored in the UI
     except Exception as err:  # network errors come in many types; all mean the same to the user
+        log.warning("Download of %s from %s failed: %r", spec.name, url, err)
+        reason = "unreachable" if _is_network_error(err) else "download"
         raise WeightsNotFound(
-            f"Could not download {spec.name!r} from {url} ({type(err).__name__}: {err}). Fix: check the network."
-        ) from err
+            f"Could not download {spec.name!r} from {url} ({type(err).__name__}). Fix: check the network.",
+            reason=reason) from err
     return target
 
 
@@ -302,14 +378,14 @@ def _resolve_local(spec: ModelSpec) -> ResolvedWeights:
         if not (path / WEIGHTS_FILE).is_file():
             raise WeightsNotFound(
                 f"Model {spec.name!r}: folder {path} has no {WEIGHTS_FILE}. Only safetensors weights are loaded; "
-                f"convert a .pth with safetensors.torch.save_file."
+                f"convert a .pth with safetensors.torch.save_file.", reason="unsafe"
             )
         return ResolvedWeights(path.resolve(), "local", None)
     if path.is_file():
         if path.suffix != ".safetensors":
             raise WeightsNotFound(
                 f"Model {spec.name!r}: {path.name} is not a .safetensors file. Pickled checkpoints are never "
-                f"loaded; convert it with safetensors.torch.save_file."
+                f"loaded; convert it with safetensors.torch.save_file.", reason="unsafe"
             )
         return ResolvedWeights(path.resolve(), "local", None)
     raise WeightsNotFound(f"Model {spec.name!r}: {path} does not exist.")
