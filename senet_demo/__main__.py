@@ -1,4 +1,4 @@
-"""Command line: python -m senet_demo {download,classify,retrieve,evaluate-gallery,explain,export-lite0} ...
+"""Command line: python -m senet_demo {download,classify,retrieve,evaluate-gallery,explain,export-lite0,index} ...
 
     python -m senet_demo download                      # the default ensemble into weights/
     python -m senet_demo classify --json photo.jpg     # ensemble + members, top-5, as JSON
@@ -6,6 +6,8 @@
     python -m senet_demo evaluate-gallery --gallery gallery   # P@1, P@5, mAP as JSON
     python -m senet_demo explain --json photo.jpg      # every SE block's excitation vector
     python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
+    python -m senet_demo index --gallery gallery --out gallery-index   # embed on Ray (requirements-ray.txt)
+    python -m senet_demo retrieve --gallery index:gallery-index --queries queries --out results.json
 
 A usage error (a missing file, a folder that cannot be written, a bad option or environment value) is
 one line on stderr and exit status 2, found before any model is loaded or any image embedded; a
@@ -22,6 +24,10 @@ from pathlib import Path
 from .config import DEFAULT_MODELS, ENGINE_CHOICES, TTA_CHOICES, WEIGHTS_DIR, InputError, SpecError, environment_problems
 from .models import ModelLoadError
 from .weights import WeightsNotFound
+
+
+GALLERY_HELP = ("a folder with one sub-folder per label, hf-dataset:org/name, or index:DIR (an index built by "
+                "the index command; also index:hf-dataset:org/name)")
 
 
 class UsageError(ValueError):
@@ -62,7 +68,7 @@ def main(argv=None) -> int:
 
     retrieve = commands.add_parser("retrieve", help="rank a gallery for each query image")
     _models(retrieve)
-    retrieve.add_argument("--gallery", required=True, metavar="DIR", help="one sub-folder per label")
+    retrieve.add_argument("--gallery", required=True, metavar="DIR", help=GALLERY_HELP)
     retrieve.add_argument("--queries", required=True, nargs="+", metavar="DIR|FILE")
     retrieve.add_argument("--feature", default="ensemble", metavar="ensemble|MODEL|logsoftmax")
     retrieve.add_argument("--top", type=_positive_int, default=20, metavar="K")
@@ -70,7 +76,7 @@ def main(argv=None) -> int:
 
     evaluate = commands.add_parser("evaluate-gallery", help="leave-one-out P@1, P@5 and mAP of a labelled gallery")
     _models(evaluate)
-    evaluate.add_argument("--gallery", required=True, metavar="DIR", help="one sub-folder per label")
+    evaluate.add_argument("--gallery", required=True, metavar="DIR", help=GALLERY_HELP)
     evaluate.add_argument("--feature", action="append", dest="features", metavar="ensemble|MODEL|logsoftmax",
                           help="default: every feature choice")
 
@@ -84,6 +90,28 @@ def main(argv=None) -> int:
 
     lite0 = commands.add_parser("export-lite0", help="write the pip-installed ImageNet EfficientNet-Lite0 as a SPEC folder")
     lite0.add_argument("--out", type=Path, default=WEIGHTS_DIR / "tf_efficientnet_lite0", metavar="DIR")
+
+    index = commands.add_parser("index", help="embed a gallery on Ray into an index folder that retrieve and the app "
+                                              "search (pip install -r requirements-ray.txt)")
+    _models(index)
+    index.add_argument("--gallery", required=True, metavar="SOURCE",
+                       help="a folder with one sub-folder per label, or hf-dataset:NAME (streamed with datasets)")
+    index.add_argument("--out", required=True, metavar="DIR",
+                       help="the index folder: a path, or a URI pyarrow reaches (s3://bucket/path)")
+    index.add_argument("--ray", metavar="ADDRESS", help="join this Ray cluster (default: start Ray on this machine)")
+    index.add_argument("--workers", type=_positive_int, metavar="N",
+                       help="Ray workers, each with its own models (default: the CPUs / --cpus-per-worker)")
+    index.add_argument("--cpus-per-worker", type=_positive_int, default=1, metavar="C",
+                       help="CPUs, and threads, of each worker (default: %(default)s)")
+    index.add_argument("--feature", default="ensemble", metavar="ensemble|MODEL|logsoftmax",
+                       help="the feature the index searches (default: %(default)s)")
+    index.add_argument("--shard-size", type=_positive_int, default=1024, metavar="N",
+                       help="images a shard of a folder source: the unit of work and of restart (default: %(default)s)")
+    index.add_argument("--index", dest="index_kind", choices=("auto", "flat", "hnsw", "ivfpq"), default="auto",
+                       help="the faiss index (default auto: exact below 100k images, HNSW or IVF-PQ above)")
+    index.add_argument("--split", default="train", help="the dataset's split (hf-dataset: sources; default: %(default)s)")
+    index.add_argument("--image-column", metavar="NAME", help="default: the dataset's first image column")
+    index.add_argument("--label-column", metavar="NAME", help="default: label, else the first class-label column")
 
     args = parser.parse_args(argv)
     problems = [p for p in environment_problems()
@@ -99,7 +127,7 @@ def main(argv=None) -> int:
         if problem:
             parser.error(f"--engine onnx: {problem}")
     handlers = {"download": _download, "classify": _classify, "retrieve": _retrieve,
-                "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0}
+                "evaluate-gallery": _evaluate, "explain": _explain, "export-lite0": _export_lite0, "index": _index}
     if args.command == "download" and args.offline:
         parser.error("download needs the network; run it without --offline.")
     try:
@@ -160,13 +188,13 @@ def _engine(parser: argparse.ArgumentParser) -> None:
                              "(default: $SENET_ENGINE or auto)")
 
 
-def _services(args):
+def _services(args, **paths):
     from .config import AppConfig
     from .services import Services
 
     engine = {"engine": args.engine} if args.engine else {}
     return Services.create(AppConfig.from_specs(args.models, offline=args.offline, weights_dir=args.weights_dir,
-                                                **engine))
+                                                **engine, **paths))
 
 
 def _download(args) -> int:
@@ -228,12 +256,23 @@ def _gallery_search(args):
     problem = gallery_problem(root)
     if problem:
         raise UsageError(problem)
-    services = _services(args)
+    services = _services(args, gallery_dir=root)
     choices = feature_choices(services)
-    for feature in getattr(args, "features", None) or [getattr(args, "feature", choices[0])]:
+    features = getattr(args, "features", None) or [getattr(args, "feature", choices[0])]
+    for feature in features:
         if feature not in choices:
             raise UsageError(f"Unknown feature {feature!r}; choose one of: {', '.join(choices)}.")
-    return services, root, scan(root), GallerySearch(services)
+    searcher = GallerySearch(services)
+    if services.built_index is not None:  # a built index: refused before any query when its models differ
+        from .built_index import IndexProblem
+
+        try:
+            for feature in features:
+                services.built_index.check(services.registry, feature, searcher.weights)
+        except IndexProblem as err:
+            raise UsageError(str(err)) from None
+        return services, root, [], searcher
+    return services, root, scan(root), searcher
 
 
 def _gallery_error(err: ValueError, args) -> UsageError:
@@ -268,6 +307,7 @@ def _retrieve(args) -> int:
     if not queries:
         raise UsageError(f"--queries {' '.join(args.queries)} holds no photos.")
     services, root, items, searcher = _gallery_search(args)
+    built = services.built_index
     results, failed = {}, False
     for path in queries:
         if path.stem in results:
@@ -276,6 +316,12 @@ def _retrieve(args) -> int:
             failed = True
             continue
         try:
+            if built is not None:  # the rows' ids (label/file of a folder source), not pictures to show
+                from .config import result_count
+
+                query = searcher.query_vector(load_image(path, services.config.limits), args.feature)
+                results[path.stem] = [built.row_id(row) for row, _ in built.search(query, result_count(args.top))]
+                continue
             hits = searcher.search(load_image(path, services.config.limits), items, args.feature, args.top,
                                    progress=_progress)
         except ImageError as err:
@@ -300,6 +346,9 @@ def _evaluate(args) -> int:
         report = {feature: searcher.evaluate(items, feature, progress=_progress).as_dict() for feature in features}
     except ValueError as err:  # no gallery image decodes, or no label has two images
         raise _gallery_error(err, args) from None
+    if services.built_index is not None:  # measured on the index's sample; its search may be approximate
+        for figures in report.values():
+            figures.update(services.built_index.figures())
     print(json.dumps(report, indent=2))
     return 0
 
@@ -328,6 +377,43 @@ def _explain(args) -> int:
             vector = row["excitation"]
             print(f"{row['name']:8} {row['path']:24} C={row['channels']:<5} r={row['reduction']:<4g} "
                   f"mean={sum(vector) / len(vector):.3f} min={min(vector):.3f} max={max(vector):.3f}")
+    return 0
+
+
+def _index(args) -> int:
+    from .config import DEFAULT_MODELS, ModelSpec
+    from .index_job import DATASET_PREFIX, JobError, JobSettings, missing_packages, run
+    from .storage import writable_problem
+
+    dataset = args.gallery.startswith(DATASET_PREFIX)
+    problem = missing_packages(dataset=dataset)
+    if problem:  # one line naming the optional extra
+        raise UsageError(problem)
+    if not dataset and not Path(args.gallery).expanduser().is_dir():
+        raise UsageError(f"--gallery {args.gallery} is not a folder; give one with a sub-folder per label, or "
+                         f"hf-dataset:NAME.")
+    names = [ModelSpec.parse(spec).name for spec in args.models or DEFAULT_MODELS]
+    if args.feature not in ("ensemble", "logsoftmax", *names):
+        raise UsageError(f"Unknown feature {args.feature!r}; choose one of: {', '.join(['ensemble', *names, 'logsoftmax'])}.")
+    if "://" not in args.out:
+        out = Path(args.out).expanduser()
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {args.out} is a file; give a folder for the index.")
+        problem = writable_problem(out)
+        if problem:
+            raise UsageError(f"--out {args.out}: {problem}; choose a folder you can write to.")
+    settings = JobSettings(
+        source=args.gallery, out=args.out, specs=args.models, weights_dir=str(args.weights_dir), offline=args.offline,
+        engine=args.engine, feature=args.feature, shard_size=args.shard_size, index_kind=args.index_kind,
+        ray_address=args.ray, workers=args.workers, cpus_per_worker=args.cpus_per_worker, split=args.split,
+        image_column=args.image_column, label_column=args.label_column)
+    try:
+        manifest = run(settings, say=lambda line: print(line, file=sys.stderr))
+    except JobError as err:  # the message says the fix
+        print(f"python -m senet_demo: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    print(f"Wrote a gallery index of {manifest['rows']} images ({manifest['index']['kind']}) to {args.out}. "
+          f"Search it: python app.py --gallery index:{args.out}")
     return 0
 
 

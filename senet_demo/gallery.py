@@ -60,8 +60,15 @@ def scan(root: Path) -> list[GalleryItem]:
 
 
 def resolve_source(source: str | Path, offline: bool = False) -> Path:
-    """A gallery folder, or ``hf-dataset:org/name`` fetched (or found cached) with huggingface_hub."""
+    """A gallery folder, or ``hf-dataset:org/name`` fetched (or found cached) with huggingface_hub; or
+    ``index:DIR`` / ``index:hf-dataset:org/name``, the folder of an index built by ``python -m senet_demo
+    index`` (see ``built_index``)."""
     text = str(source)
+    if text.startswith("index:"):  # a folder, or a Hub dataset repo, holding a built index
+        from .built_index import checked_index_folder
+
+        given = text[len("index:"):]
+        return checked_index_folder(resolve_source(given, offline=offline), given)
     if not text.startswith("hf-dataset:"):
         return Path(text).expanduser()
     from huggingface_hub import snapshot_download
@@ -83,6 +90,10 @@ def file_digest(path: Path) -> str:
 def gallery_problem(root: Path | str) -> str | None:
     """Why ``root`` cannot serve as a gallery (missing, not a folder, no ``<label>/<image>`` inside), or None."""
     root = Path(root)
+    from .built_index import index_problem, is_index_folder
+
+    if is_index_folder(root):  # a built index: its manifest and files, not images
+        return index_problem(root)
     if not root.exists():
         return (f"Gallery folder {root} does not exist. Fix: give a folder with one sub-folder per label, "
                 f"e.g. --gallery gallery.")

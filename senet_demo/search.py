@@ -33,6 +33,9 @@ class Hit:
 
 
 def feature_choices(services: Services) -> list[str]:
+    built = services.built_index
+    if built is not None:  # a built index answers for the one feature it was built with
+        return [built.feature]
     return [ENSEMBLE, *services.registry.names, LOGSOFTMAX]
 
 
@@ -68,10 +71,15 @@ class GallerySearch:
         large operator gallery.
         """
         k = result_count(k)
-        if not items and not extra_items:
+        built = self.services.built_index  # a built index (--gallery index:DIR) is searched too
+        if not items and not extra_items and built is None:
             raise ValueError("The gallery is empty: add images or start the app with --gallery DIR.")
+        if built is not None:
+            built.check(self.services.registry, feature, self.weights)  # the same models and feature, or a message
         query = self.query_vector(image, feature)
         hits = []
+        if built is not None:
+            hits = [Hit(GalleryItem(*built.hit(row)), score) for row, score in built.search(query, k)]
         for group in (items, extra_items):
             if group:
                 usable, index = self._indexed(group, feature, progress)
@@ -80,8 +88,21 @@ class GallerySearch:
         return sorted(hits, key=lambda hit: -hit.score)[:k]
 
     def evaluate(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> RetrievalQuality:
+        built = self.services.built_index
+        if built is not None:  # a built index: its quality sample, with ``items`` (a visitor's uploads) added
+            return self._evaluate_index(built, items, feature, progress)
         rows, matrix = self._prepare(items, feature, progress)
         return leave_one_out(matrix, [items[i].label for i in rows])
+
+    def _evaluate_index(self, built, items: list[GalleryItem], feature: str,
+                        progress: Progress | None) -> RetrievalQuality:
+        built.check(self.services.registry, feature, self.weights)
+        vectors, labels = built.quality_sample()
+        if items:
+            rows, matrix = self._prepare(items, feature, progress)
+            vectors = np.concatenate([vectors, matrix])
+            labels = np.concatenate([labels, [items[i].label for i in rows]])
+        return leave_one_out(vectors, list(labels))
 
     def _indexed(self, items: list[GalleryItem], feature: str,
                  progress: Progress | None) -> tuple[list[GalleryItem], CosineIndex]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from .config import AppConfig
 from .engine import Engine
+from .built_index import BuiltIndex, is_index_folder
 from .gallery import FeatureStore, GalleryItem, scan
 from .models import ModelRegistry
 from .weights import WeightsNotFound, is_downloadable, resolve
@@ -28,6 +29,7 @@ class Services:
     search: GallerySearch | None = field(default=None, repr=False)
     _gallery: list[GalleryItem] | None = field(default=None, repr=False)
     _gallery_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _built_index: BuiltIndex | None = field(default=None, repr=False)  # see ``built_index``
 
     @classmethod
     def create(cls, config: AppConfig) -> "Services":
@@ -63,14 +65,27 @@ class Services:
         return thread
 
     def gallery(self) -> list[GalleryItem]:
-        """The operator's gallery (scanned once); empty if there is none."""
+        """The operator's gallery (scanned once); empty if there is none, or if it is a built index (whose rows
+        are not image files to scan: ``built_index`` searches it)."""
         with self._gallery_lock:
             if self._gallery is None:
                 try:
-                    self._gallery = scan(self.config.gallery_dir)
+                    self._gallery = [] if is_index_folder(self.config.gallery_dir) else scan(self.config.gallery_dir)
                 except FileNotFoundError:
                     self._gallery = []
             return self._gallery
+
+    @property
+    def built_index(self) -> BuiltIndex | None:
+        """The index the app searches when its gallery is one built by ``python -m senet_demo index``
+        (``--gallery index:DIR``), else None. Its manifest is read once, its files on first search; raises
+        ``built_index.IndexProblem`` (a ValueError, with the fix) when it cannot be used."""
+        if not is_index_folder(self.config.gallery_dir):
+            return None
+        with self._gallery_lock:
+            if self._built_index is None or str(self._built_index.folder) != str(self.config.gallery_dir):
+                self._built_index = BuiltIndex.open(self.config.gallery_dir)
+            return self._built_index
 
     def model_status(self) -> dict[str, str]:
         """Per model, where its weights are, or what is wrong and the fix; reads metadata only (a safetensors
