@@ -1,7 +1,7 @@
 """The engine: one forward per (model, image, TTA) feeds every tab.
 
 ``Engine.run`` returns an ``Outputs`` holding the probabilities, the pooled pre-logits embedding and,
-for SE models, every SE block's excitation vector, all averaged over the TTA views. Results are cached
+for SE models, every SE block's squeeze, bottleneck and excitation vectors, all averaged over the TTA views. Results are cached
 by image content hash in a bounded LRU, so switching tabs on the same image costs no second pass.
 
 How the modules fit, each imported only by those after it (no cycle):
@@ -12,10 +12,10 @@ How the modules fit, each imported only by those after it (no cycle):
 * ``engine`` (here) - which backend serves each model, the threads, the cache and ``Outputs``.
 
 The backend is chosen per model on first use: eager PyTorch for ``torch``; ONNX Runtime for ``auto``
-and ``onnx``, with eager and the reason logged when it cannot serve the model. Both return the input
-maps U of the Explain tab's default block, and a single-view pass keeps those of its most and least
-excited channels, so Explain's tiles need no second pass. The SE ablation, and the maps of any other
-block, need hooks inside the model, so they run eagerly.
+and ``onnx``, with eager and the reason logged when it cannot serve the model. Both return, for every
+SE block, the input maps U of its most and least excited channels; a single-view pass keeps them, so the
+Explain tab's before/after pictures of any block need no second pass. The SE ablation, and the maps of
+other channels, need hooks inside the model, so they run eagerly.
 
 Threads are the engine's to set, once, when it is made: PyTorch's intra-op threads, and (through
 ``onnx_backend``) ONNX Runtime's, both ``config.queue.threads_per_forward``.
@@ -38,7 +38,7 @@ from .ensemble import tta_batch
 from .forward import Backend, EagerBackend, ForwardResult
 from .images import content_hash
 from .models import LoadedModel, ModelRegistry
-from .se_blocks import MAP_CHANNELS, SEBlock, capture_se_inputs, excitation_disabled
+from .se_blocks import SEBlock, capture_se_inputs, excitation_disabled
 from .storage import LRUCache
 
 __all__ = ["Backend", "EagerBackend", "Engine", "ForwardResult", "Outputs"]  # the first two from forward.py
@@ -56,9 +56,12 @@ class Outputs:
     probs: np.ndarray  # (K,) softmax, mean over TTA views
     log_probs: np.ndarray  # (K,) log-softmax of the mean logits (the 000_* retrieval feature)
     embedding: np.ndarray  # (D,) pooled pre-logits feature, mean over views
-    excitations: dict[str, np.ndarray] = field(default_factory=dict)  # SE_s_b -> (C,), mean over views
-    # SE_s_b of the default block -> {channel: (H, W) input map}, for its MAP_CHANNELS most and least
-    # excited channels; single-view passes only (a map is of one crop, not a mean over views)
+    excitations: dict[str, np.ndarray] = field(default_factory=dict)  # SE_s_b -> s, (C,), mean over views
+    # SE_s_b -> the block's squeeze z, (C,), and bottleneck after the activation, (C/r,): mean over views
+    squeezes: dict[str, np.ndarray] = field(default_factory=dict)
+    bottlenecks: dict[str, np.ndarray] = field(default_factory=dict)
+    # SE_s_b -> {channel: (H, W) input map}, for its MAP_CHANNELS most and least excited channels;
+    # single-view passes only (a map is of one crop, not a mean over views)
     channel_maps: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
     latency_ms: float = 0.0  # wall time of the forward pass that produced this
     views: int = 1
@@ -176,8 +179,8 @@ class Engine:
                      digest: str | None = None) -> np.ndarray:
         """Channels of the input U of one SE block, (len(channels), H, W): the maps its excitation rescales.
 
-        The shared pass keeps the most and least excited channels of the default block; any other
-        block or channel costs an eager forward, whose maps are cached like the outputs. ``digest`` as in ``run``.
+        The shared pass keeps every block's most and least excited channels; any other channel costs an
+        eager forward, whose maps are cached like the outputs. ``digest`` as in ``run``.
         """
         digest = digest or content_hash(image)
         shared = self.cache.get((name, digest, "none"))
@@ -197,12 +200,14 @@ class Engine:
 
     def _forward(self, loaded: LoadedModel, batch: torch.Tensor, backend: Backend, per_image: bool = False):
         start = time.perf_counter()
-        logits, embedding, excitations, maps = backend.forward(batch)
+        result = backend.forward(batch)
         latency_ms = (time.perf_counter() - start) * 1000.0
         self.forward_passes += 1
         # numpy from here: a few small operations per output, which torch would dispatch to its thread pool
-        logits, embedding = logits.numpy(), embedding.numpy()
-        excitations = {n: v.numpy() for n, v in excitations.items()}
+        logits, embedding = result.logits.numpy(), result.embedding.numpy()
+        excitations = {n: v.numpy() for n, v in result.excitations.items()}
+        squeezes = {n: v.numpy() for n, v in result.squeezes.items()}
+        bottlenecks = {n: v.numpy() for n, v in result.bottlenecks.items()}
         probs = _softmax(logits)
         if per_image:
             return [
@@ -212,6 +217,8 @@ class Engine:
                     log_probs=_log_softmax(logits[i]),
                     embedding=embedding[i],
                     excitations={n: v[i] for n, v in excitations.items()},
+                    squeezes={n: v[i] for n, v in squeezes.items()},
+                    bottlenecks={n: v[i] for n, v in bottlenecks.items()},
                     latency_ms=latency_ms / len(batch),
                 )
                 for i in range(len(batch))
@@ -222,7 +229,9 @@ class Engine:
             log_probs=_log_softmax(_mean_of_views(logits)),
             embedding=_mean_of_views(embedding),
             excitations={n: _mean_of_views(v) for n, v in excitations.items()},
-            channel_maps=_extreme_channel_maps(maps, excitations) if len(batch) == 1 else {},
+            squeezes={n: _mean_of_views(v) for n, v in squeezes.items()},
+            bottlenecks={n: _mean_of_views(v) for n, v in bottlenecks.items()},
+            channel_maps=_kept_maps(result) if len(batch) == 1 else {},
             latency_ms=latency_ms,
             views=len(batch),
         )
@@ -243,11 +252,7 @@ def _mean_of_views(values: np.ndarray) -> np.ndarray:
     return values[0] if len(values) == 1 else values.mean(0)
 
 
-def _extreme_channel_maps(maps: dict[str, torch.Tensor], excitations: dict[str, np.ndarray]) -> dict:
-    """Of each block's (1, C, H, W) maps, those of the MAP_CHANNELS most and least excited channels."""
-    kept = {}
-    for name, u in maps.items():
-        order = np.argsort(-excitations[name][0], kind="stable")  # the order excitation.extreme_channels uses
-        channels = sorted({int(c) for c in (*order[:MAP_CHANNELS], *order[::-1][:MAP_CHANNELS])})
-        kept[name] = {c: u[0, c].numpy().copy() for c in channels}  # copies: the full (C, H, W) is not kept
-    return kept
+def _kept_maps(result) -> dict[str, dict[int, np.ndarray]]:
+    """Each block's kept maps of a single-view pass, by channel."""
+    return {name: {int(c): maps[0, i].numpy() for i, c in enumerate(result.map_channels[name])}
+            for name, maps in result.maps.items()}

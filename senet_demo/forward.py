@@ -1,8 +1,9 @@
 """The one forward pass every backend computes, and the small interface the engine runs it through.
 
 ``forward_outputs`` runs a timm model once on a batch of views and returns what the app reads of it
-(a ``ForwardResult``): the logits, the pooled pre-logits embedding, every SE block's excitation s and
-the input maps U of the Explain tab's default block (``se_blocks.map_blocks``). Eager PyTorch runs it
+(a ``ForwardResult``): the logits, the pooled pre-logits embedding, and every SE block's steps: its
+squeeze z, its bottleneck after the activation, its excitation s, and the input maps U of its most and
+least excited channels, which is everything the Explain tab shows of any block. Eager PyTorch runs it
 directly (``EagerBackend``); the ONNX export traces the very same function (``onnx_backend``), so the
 two cannot drift apart.
 
@@ -11,15 +12,24 @@ This module imports nothing of the engine or of ONNX Runtime: both import it.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import nn
 
-from .se_blocks import SEBlock, capture_excitations, capture_se_inputs, map_blocks
+from .se_blocks import SEBlock, capture_excitations, capture_extreme_maps, capture_steps
 
-# (logits (V, K), embedding (V, D), {SE_s_b: excitation (V, C)}, {SE_s_b: input maps U (V, C, H, W)} of map_blocks)
-ForwardResult = tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+class ForwardResult(NamedTuple):
+    """What one pass over V views returns; the dicts are keyed by block name (SE_s_b)."""
+
+    logits: torch.Tensor  # (V, K)
+    embedding: torch.Tensor  # (V, D)
+    excitations: dict[str, torch.Tensor]  # s, (V, C)
+    squeezes: dict[str, torch.Tensor]  # z, (V, C)
+    bottlenecks: dict[str, torch.Tensor]  # the C/r values after the activation, (V, C/r)
+    maps: dict[str, torch.Tensor]  # input maps U of the most and least excited channels, (V, 2k, H, W)
+    map_channels: dict[str, torch.Tensor]  # those channels, most excited first, then least, (2k,)
 
 
 class Backend(Protocol):
@@ -31,16 +41,18 @@ class Backend(Protocol):
 
 
 def forward_outputs(model: nn.Module, blocks: list[SEBlock], batch: torch.Tensor) -> ForwardResult:
-    """One pass of ``model`` over ``batch`` (V, 3, H, W), with the SE gates and default block's maps captured.
+    """One pass of ``model`` over ``batch`` (V, 3, H, W), with every SE block's steps captured.
 
     The features are computed once and the head applied twice (pre-logits and logits), which is what
     ``model(batch)`` costs plus a pooling.
     """
-    with capture_excitations(model, blocks) as excitations, capture_se_inputs(model, map_blocks(blocks)) as maps:
+    with (capture_excitations(model, blocks) as excitations, capture_steps(model, blocks) as (squeezes, hidden),
+          capture_extreme_maps(model, blocks, excitations) as (maps, channels)):
         features = model.forward_features(batch)
         embedding = model.forward_head(features, pre_logits=True)
         logits = model.forward_head(features)
-    return logits, embedding, dict(excitations), dict(maps)
+    return ForwardResult(logits, embedding, dict(excitations), dict(squeezes), dict(hidden), dict(maps),
+                         dict(channels))
 
 
 class EagerBackend:
@@ -54,5 +66,5 @@ class EagerBackend:
 
     def forward(self, batch: torch.Tensor) -> ForwardResult:
         with torch.inference_mode():
-            logits, embedding, excitations, maps = forward_outputs(self.model, self.blocks, batch)
-        return logits.float(), embedding.float(), excitations, maps
+            result = forward_outputs(self.model, self.blocks, batch)
+        return result._replace(logits=result.logits.float(), embedding=result.embedding.float())

@@ -10,8 +10,9 @@ that model and shows the reason.
 
 The export traces ``forward.forward_outputs``, the function eager PyTorch runs, so the graph returns
 the same things: ``logits``, the pooled pre-logits ``embedding``, one output per SE block named as the
-block (``SE_2_1`` ..., its excitation as (B, C)) and the input maps U of the Explain tab's default
-block (``U_SE_3_23``, (B, C, H, W)). The batch axis is dynamic, so the ten TTA crops run in one call.
+block (``SE_2_1`` ..., its excitation as (B, C)), its squeeze z (``z_SE_2_1``, (B, C)) and bottleneck
+(``h_SE_2_1``, (B, C/r)), the input maps U of its most and least excited channels (``U_SE_2_1``,
+(B, 2k, H, W)) and those channels (``I_SE_2_1``, (2k,)). The batch axis is dynamic, so the ten TTA crops run in one call.
 ONNX Runtime's own graph optimisations (``ORT_ENABLE_ALL``) do the rest: hand-written layout rewrites of
 the graph were measured against them and did not pay for their code (docs/performance.md).
 
@@ -49,7 +50,7 @@ from torch import nn
 from .ensemble import tta_batch
 from .forward import ForwardResult, forward_outputs
 from .models import LoadedModel
-from .se_blocks import SEBlock, map_blocks
+from .se_blocks import SEBlock
 from . import storage
 from .storage import atomic_write, cache_dir
 from .weights import file_sha256, remembered_sha256
@@ -57,11 +58,12 @@ from .weights import file_sha256, remembered_sha256
 log = logging.getLogger(__name__)
 
 NAME = "onnxruntime"
-FORMAT_VERSION = 4  # bump when what the graph takes, returns or holds changes: old exports are then ignored
+FORMAT_VERSION = 5  # bump when what the graph takes, returns or holds changes: old exports are then ignored
 OPSET = 17
 INPUT = "image"
 LOGITS, EMBEDDING = "logits", "embedding"
-MAP_PREFIX = "U_"  # output name of a block's input maps: U_SE_3_23
+MAP_PREFIX, CHANNELS_PREFIX = "U_", "I_"  # a block's kept input maps and their channels: U_SE_3_23, I_SE_3_23
+SQUEEZE_PREFIX, BOTTLENECK_PREFIX = "z_", "h_"  # a block's squeeze and bottleneck: z_SE_3_23, h_SE_3_23
 PROB_TOLERANCE = 1e-4  # max |p_onnx - p_eager| over every class of every validation view
 FEATURE_TOLERANCE = 1e-3  # embedding and maps (relative to their largest value) and excitations (absolute)
 
@@ -91,13 +93,16 @@ class _TracedForward(nn.Module):
         self.model, self.blocks = model, blocks
 
     def forward(self, batch: torch.Tensor):
-        logits, embedding, excitations, maps = forward_outputs(self.model, self.blocks, batch)
-        return (logits, embedding, *(excitations[b.name] for b in self.blocks),
-                *(maps[b.name] for b in map_blocks(self.blocks)))
+        result = forward_outputs(self.model, self.blocks, batch)
+        return (result.logits, result.embedding, *(result.excitations[b.name] for b in self.blocks),
+                *(result.squeezes[b.name] for b in self.blocks), *(result.bottlenecks[b.name] for b in self.blocks),
+                *(result.maps[b.name] for b in self.blocks), *(result.map_channels[b.name] for b in self.blocks))
 
 
 def output_names(blocks: list[SEBlock]) -> list[str]:
-    return [LOGITS, EMBEDDING, *(b.name for b in blocks), *(MAP_PREFIX + b.name for b in map_blocks(blocks))]
+    return [LOGITS, EMBEDDING, *(b.name for b in blocks), *(SQUEEZE_PREFIX + b.name for b in blocks),
+            *(BOTTLENECK_PREFIX + b.name for b in blocks), *(MAP_PREFIX + b.name for b in blocks),
+            *(CHANNELS_PREFIX + b.name for b in blocks)]
 
 
 @dataclass(frozen=True)
@@ -172,7 +177,8 @@ def validation_batch(loaded: LoadedModel) -> torch.Tensor:
 
 def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
     """How far the ONNX outputs are from eager PyTorch, and whether that is within the tolerances."""
-    (logits_e, embedding_e, excitations_e, maps_e), (logits_o, embedding_o, excitations_o, maps_o) = eager, onnx
+    logits_e, embedding_e, excitations_e, maps_e = eager.logits, eager.embedding, eager.excitations, eager.maps
+    logits_o, embedding_o, excitations_o, maps_o = onnx.logits, onnx.embedding, onnx.excitations, onnx.maps
     probs_e, probs_o = logits_e.float().softmax(-1), logits_o.float().softmax(-1)
     k = min(5, probs_e.shape[-1])
     top5_match = bool(torch.equal(probs_e.topk(k, -1).indices, probs_o.topk(k, -1).indices))
@@ -181,7 +187,11 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
     same_blocks = list(excitations_e) == list(excitations_o) and list(maps_e) == list(maps_o)
     excitation_diff = max((float((excitations_e[n] - excitations_o[n]).abs().max())
                            for n in excitations_e if n in excitations_o), default=0.0)
-    maps_diff = max((_relative_diff(maps_e[n], maps_o[n]) for n in maps_e if n in maps_o), default=0.0)
+    # the squeeze and bottleneck are on the features' scale, so they are compared as the maps are
+    step_diff = max((_relative_diff(eager_steps[n], onnx_steps[n])
+                     for eager_steps, onnx_steps in ((eager.squeezes, onnx.squeezes), (eager.bottlenecks, onnx.bottlenecks))
+                     for n in eager_steps if n in onnx_steps), default=0.0)
+    maps_diff = max((_kept_maps_diff(eager, onnx, n) for n in maps_e if n in maps_o), default=0.0)
     problems = []
     if prob_diff >= PROB_TOLERANCE:
         problems.append(f"probabilities differ by up to {prob_diff:.2e} (limit {PROB_TOLERANCE:g})")
@@ -195,6 +205,8 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
         problems.append(f"excitations differ by up to {excitation_diff:.2e}")
     if maps_diff >= FEATURE_TOLERANCE:
         problems.append(f"feature maps differ by up to {maps_diff:.2e} of their scale")
+    if step_diff >= FEATURE_TOLERANCE:
+        problems.append(f"squeeze or bottleneck values differ by up to {step_diff:.2e} of their scale")
     return {
         "valid": not problems,
         "reason": "; ".join(problems),
@@ -204,7 +216,19 @@ def compare(eager: ForwardResult, onnx: ForwardResult) -> dict:
         "embedding_max_rel_diff": embedding_diff,
         "excitation_max_abs_diff": excitation_diff,
         "maps_max_rel_diff": maps_diff,
+        "steps_max_rel_diff": step_diff,
     }
+
+
+def _kept_maps_diff(eager: ForwardResult, onnx: ForwardResult, name: str) -> float:
+    """How far the maps of the channels both kept are apart. Gates that tie (saturated at 1.0, say) may be
+    ordered differently by the two runtimes, so each map is matched by its channel, not by its place."""
+    eager_at = {int(c): i for i, c in enumerate(eager.map_channels[name])}
+    pairs = [(eager_at[int(c)], j) for j, c in enumerate(onnx.map_channels[name]) if int(c) in eager_at]
+    if not pairs:
+        return 0.0
+    ours, theirs = zip(*pairs)
+    return _relative_diff(eager.maps[name][:, list(ours)], onnx.maps[name][:, list(theirs)])
 
 
 def _relative_diff(expected: torch.Tensor, actual: torch.Tensor) -> float:
@@ -335,9 +359,13 @@ class OrtBackend:
     def forward(self, batch: torch.Tensor) -> ForwardResult:
         values = self.session.run(self._outputs, {INPUT: batch.detach().float().contiguous().numpy()})
         logits, embedding, *rest = (torch.from_numpy(v) for v in values)
-        gates, maps = rest[:len(self.blocks)], rest[len(self.blocks):]
-        return (logits, embedding, {b.name: g for b, g in zip(self.blocks, gates)},
-                {b.name: u for b, u in zip(map_blocks(self.blocks), maps)})
+        n = len(self.blocks)
+
+        def by_block(tensors):
+            return {b.name: t for b, t in zip(self.blocks, tensors)}
+
+        return ForwardResult(logits, embedding, by_block(rest[:n]), by_block(rest[n:2 * n]), by_block(rest[2 * n:3 * n]),
+                             by_block(rest[3 * n:4 * n]), by_block(rest[4 * n:]))
 
 
 def open_session(path: Path, blocks: list[SEBlock], threads: int, share_pool: bool = False) -> OrtBackend:

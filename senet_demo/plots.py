@@ -1,9 +1,10 @@
-"""Figure builders for the Explain tab: plotly figures and overlay images.
+"""Figure builders for the Explain tab: plotly figures, and the before/after images of the scale step.
 
-Every builder returns a new figure object (no global plotting state), with
-hover text naming the block, the channel and the value. The Explain tab's three
-figures are drawn on every request, so they stay plain dicts (``PlotlyFigure``),
-serialised without building plotly's objects.
+Every builder returns a new figure object (no global plotting state), with hover text naming the block,
+the channel and the value, axis titles, and the page's light or dark theme followed (``PLOT_CSS``).
+Comparisons put each image in its own small panel, or draw translucent lines, so none hides another.
+The figures are drawn on every request, so they stay plain dicts (``PlotlyFigure``), serialised
+without building plotly's objects.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from matplotlib import colormaps
 from PIL import Image
-from plotly.subplots import make_subplots
 
 from .excitation import sampled_channels
 from .se_blocks import SEBlock
@@ -58,97 +58,223 @@ class PlotlyFigure:
         return go.Figure(self.to_plotly_json())
 
 
-def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], title: str) -> PlotlyFigure:
-    """Heatmap: SE blocks by depth (rows) x channels (columns), coloured by excitation.
+# Plots follow the page's light or dark theme: transparent backgrounds, grid lines of a grey that reads on
+# both, text in the light theme's colour here and in the dark theme's through PLOT_CSS (plotly draws its text
+# as SVG with the colour inline, which only a page style can change).
+TEXT_COLOR, GRID_COLOR = "#1f2937", "rgba(128, 128, 128, 0.3)"
+PLOT_CSS = """
+.dark .js-plotly-plot .main-svg text { fill: #e5e7eb !important; }
+.dark .js-plotly-plot .hoverlayer text { fill: inherit; }
+.dark .js-plotly-plot .gridlayer path, .dark .js-plotly-plot .zerolinelayer path { stroke: rgba(200, 200, 200, 0.25) !important; }
+"""
+MUTED = "#8c8c8c"  # the mean of all categories, the other images: beneath the lines read first
 
-    One single-row heatmap per block, each as wide as its block, on one shared colour axis: narrower blocks
-    are not padded out to the widest, which halves what the browser receives for an SE-ResNeXt. Rows are
-    numbered by depth and labelled with the block names: the plotly.js that Gradio ships did not draw
-    several heatmaps on one category axis.
-    """
-    heatmaps = [
-        {"type": "heatmap", "z": np.asarray(excitations[block.name], np.float32)[None], "y": [row], "name": block.name,
-         "coloraxis": "coloraxis",
-         "hovertemplate": f"block {block.name}<br>channel %{{x}}<br>excitation %{{z:.3f}}<extra></extra>"}
-        for row, block in enumerate(blocks)
+
+def _axis(title: str, **extra) -> dict:
+    return {"title": {"text": title}, "gridcolor": GRID_COLOR, "zerolinecolor": GRID_COLOR, "automargin": True,
+            **extra}
+
+
+def _layout(title: str, height: int, **extra) -> dict:
+    """The layout every Explain figure shares: readable on a phone and on a projector, in either theme."""
+    return {"title": {"text": title, "x": 0, "xanchor": "left", "font": {"size": 15}}, "height": height,
+            "template": _template("plotly_white"), "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+            "font": {"size": 13, "color": TEXT_COLOR}, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+            "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "bgcolor": "rgba(0,0,0,0)"},
+            **extra}
+
+
+def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, shown: list[int]) -> PlotlyFigure:
+    """The squeeze z (C values), the bottleneck after the activation (C/r values) and the excitation s (C
+    values on [0, 1]) of one block, as three stacked bar charts; the channels shown before and after
+    scaling are marked on s."""
+    channels, units = np.arange(len(z)), np.arange(len(hidden))
+    marked = np.asarray(shown, dtype=np.int64)
+    traces = [
+        {"type": "bar", "x": channels, "y": np.asarray(z, np.float32), "name": "z", "marker": {"color": "#4c78a8"},
+         "xaxis": "x", "yaxis": "y", "hovertemplate": "channel %{x}<br>z = %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": units, "y": np.asarray(hidden, np.float32), "name": "bottleneck",
+         "marker": {"color": "#f58518"}, "xaxis": "x2", "yaxis": "y2",
+         "hovertemplate": "unit %{x}<br>value %{y:.3f}<extra></extra>"},
+        {"type": "bar", "x": channels, "y": np.asarray(s, np.float32), "name": "s", "marker": {"color": "#54a24b"},
+         "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f}<extra></extra>"},
+        {"type": "scatter", "mode": "markers", "x": marked, "y": np.asarray(s, np.float32)[marked],
+         "name": "shown below", "marker": {"color": "#e45756", "size": 9, "symbol": "diamond"},
+         "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f} (shown below)<extra></extra>"},
     ]
-    return PlotlyFigure(heatmaps, {
-        "title": {"text": title}, "height": max(320, 18 * len(blocks) + 120),
-        "margin": {"l": 80, "r": 20, "t": 50, "b": 40},
-        "coloraxis": {"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0, "colorbar": {"title": {"text": "s"}}},
-        "yaxis": {"autorange": "reversed", "title": {"text": "SE block (by depth)"},
-                  "tickvals": list(range(len(blocks))), "ticktext": [b.name for b in blocks]},
-        "xaxis": {"title": {"text": "channel"}},
-    })
+    c, cr = block.channels, block.reduced
+    return PlotlyFigure(traces, _layout(
+        f"{block.name}: squeeze → excitation, C = {c}, C/r = {cr}", 620, showlegend=False, bargap=0,
+        xaxis=_axis(f"① squeeze z: the mean of each of the {c} channels", anchor="y"),
+        yaxis=_axis("z", domain=[0.74, 1.0]),
+        xaxis2=_axis(f"② bottleneck: {cr} values after FC and the activation", anchor="y2"),
+        yaxis2=_axis("value", domain=[0.40, 0.62]),
+        xaxis3=_axis(f"③ excitation s = σ(FC(…)): one weight per channel (channel index)", anchor="y3"),
+        yaxis3=_axis("s", domain=[0.0, 0.28], range=[0, 1.05]),
+    ))
+
+
+def scale_pairs(maps: np.ndarray, gates: np.ndarray, size: int = 168, gap: int = 8) -> list[Image.Image]:
+    """Each channel's map before (left) and after (right) multiplying by its gate, side by side.
+
+    Both halves share one colour scale, that of the map before scaling (magma: black is 0, and negative
+    values are shown as 0), so a channel with s near 0 fades to black and one with s near 1 stays as it
+    was. Pixels are enlarged without smoothing: one square per position of the block's H x W map.
+    """
+    table = _magma_table().tobytes()
+    pairs = []
+    for fmap, gate in zip(maps, gates):
+        fmap = np.asarray(fmap, np.float32)
+        top = float(fmap.max())
+        scale = top if top > 0 else 1.0
+        halves = []
+        for values in (fmap, fmap * float(gate)):
+            level = Image.fromarray(np.uint8(np.clip(values / scale, 0.0, 1.0) * 255))
+            level = level.resize((size, size), Image.NEAREST)
+            level.putpalette(table)
+            halves.append(level.convert("RGB"))
+        pair = Image.new("RGB", (2 * size + gap, size), (128, 128, 128))
+        pair.paste(halves[0], (0, 0))
+        pair.paste(halves[1], (size + gap, 0))
+        pairs.append(pair)
+    return pairs
+
+
+def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], title: str) -> PlotlyFigure:
+    """Heatmap of every block (rows, by depth), each block's channels sorted by s on its own axis.
+
+    Channel numbers mean different things in different blocks, and a block has 64 to 2048 of them: so
+    each row holds its own block's channels, sorted from the most to the least excited, spread over the
+    same width (x is the rank as a fraction of the block's channels). A row then reads as "how many of
+    this block's channels pass, how many are shut"; hovering names the block, the channel and s.
+    """
+    heatmaps = []
+    for row, block in enumerate(blocks):
+        vector = np.asarray(excitations[block.name], np.float32)
+        order = np.argsort(-vector, kind="stable")
+        heatmaps.append({
+            "type": "heatmap", "z": vector[order][None], "x": (np.arange(len(order), dtype=np.float32) + 0.5) / len(order),
+            "y": [row], "customdata": order[None].astype(np.int32), "name": block.name, "coloraxis": "coloraxis",
+            "hovertemplate": f"block {block.name}<br>channel %{{customdata}}<br>s = %{{z:.3f}}<extra></extra>"})
+    return PlotlyFigure(heatmaps, _layout(title, max(360, 20 * len(blocks) + 130),
+        coloraxis={"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0,
+                   "colorbar": {"title": {"text": "s"}, "thickness": 12, "len": 0.8}},
+        yaxis=_axis("SE block (by depth)", autorange="reversed", tickvals=list(range(len(blocks))),
+                    ticktext=[b.name for b in blocks], showgrid=False),
+        xaxis=_axis("channels of each block, sorted by s (most → least)", range=[0, 1], tickformat=".0%",
+                    showgrid=False),
+    ))
+
+
+def excitation_summary(excitations: dict[str, np.ndarray], blocks: list[SEBlock]) -> PlotlyFigure:
+    """Per block: the mean of s, and the band where the middle half of its channels lie (quartiles)."""
+    names = [b.name for b in blocks]
+    vectors = [np.asarray(excitations[name], np.float32) for name in names]
+    low, mid, high = (np.array([np.percentile(v, q) for v in vectors], np.float32) for q in (25, 50, 75))
+    mean = np.array([v.mean() for v in vectors], np.float32)
+    traces = [
+        {"type": "scatter", "x": names, "y": high, "mode": "lines", "line": {"width": 0}, "showlegend": False,
+         "hoverinfo": "skip"},
+        {"type": "scatter", "x": names, "y": low, "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
+         "fillcolor": "rgba(76, 120, 168, 0.3)", "name": "middle half of the channels", "hoverinfo": "skip"},
+        {"type": "scatter", "x": names, "y": mean, "mode": "lines+markers", "name": "mean s",
+         "line": {"color": "#4c78a8", "width": 2}, "customdata": np.stack([low, mid, high], 1),
+         "hovertemplate": "%{x}<br>mean s %{y:.3f}<br>quartiles %{customdata[0]:.2f} · %{customdata[1]:.2f} · "
+                          "%{customdata[2]:.2f}<extra></extra>"},
+    ]
+    return PlotlyFigure(traces, _layout("Each block in one number: mean s, and where half the channels lie", 340,
+        xaxis=_axis("SE block (by depth)", tickangle=-60), yaxis=_axis("excitation s", range=[0, 1.02])))
 
 
 def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.ndarray) -> PlotlyFigure:
-    """Excitation of each channel of one block, one line per image."""
-    lines = [
-        {"type": "scatter", "x": channels, "y": vector[channels], "name": name,
-         "mode": "lines+markers" if len(channels) <= 64 else "lines",
-         "line": {"color": COLORS[i % len(COLORS)], "width": 1.5},
-         "hovertemplate": f"{block.name}<br>channel %{{x}}<br>excitation %{{y:.3f}}<extra>{name}</extra>"}
-        for i, (name, vector) in enumerate(series.items())
-    ]
-    sampled = "" if len(channels) == block.channels else f", {len(channels)} evenly sampled channels"
-    return PlotlyFigure(lines, {
-        "title": {"text": f"{block.name}: C={block.channels}{sampled}"}, "height": 400, "margin": {"t": 90},
-        "xaxis": {"title": {"text": "channel index"}},
-        "yaxis": {"title": {"text": "excitation s_c"}, "range": [0, 1.02]},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-    })
+    """Excitation of each channel of one block: one small panel per image, every panel on the same axes,
+    the first image repeated in grey beneath the others so each can be read against it."""
+    names = list(series)
+    rows = len(names)
+    gap = 0.06
+    height = (1.0 - gap * (rows - 1)) / rows
+    channels = np.asarray(channels)
+    mode = "lines+markers" if len(channels) <= 64 else "lines"
+    traces, layout_axes = [], {}
+    for i, name in enumerate(names):
+        suffix = "" if i == 0 else str(i + 1)
+        top = 1.0 - i * (height + gap)
+        if i > 0:  # the first image, faint, as the reference
+            traces.append({"type": "scatter", "x": channels, "y": np.asarray(series[names[0]])[channels],
+                           "mode": "lines", "line": {"color": MUTED, "width": 1}, "opacity": 0.6, "showlegend": False,
+                           "xaxis": f"x{suffix}", "yaxis": f"y{suffix}", "hoverinfo": "skip"})
+        traces.append({"type": "scatter", "x": channels, "y": np.asarray(series[name])[channels], "name": name,
+                       "mode": mode, "line": {"color": COLORS[i % len(COLORS)], "width": 1.5},
+                       "marker": {"size": 5}, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                       "hovertemplate": f"{block.name}<br>channel %{{x}}<br>s = %{{y:.3f}}<extra>{name}</extra>"})
+        layout_axes[f"xaxis{suffix}"] = _axis("channel index" if i == rows - 1 else "", anchor=f"y{suffix}",
+                                              **({} if i == 0 else {"matches": "x"}),
+                                              showticklabels=i == rows - 1)
+        layout_axes[f"yaxis{suffix}"] = _axis("s", domain=[max(0.0, top - height), top], range=[0, 1.05])
+    sampled = "" if len(channels) == block.channels else f", {len(channels)} evenly sampled"
+    return PlotlyFigure(traces, _layout(f"{block.name}: s per channel (C = {block.channels}{sampled})",
+                                        120 + 170 * rows, **layout_axes))
 
 
 def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_names: list[str]) -> PlotlyFigure:
-    """Mean ± std of the excitation per block for each image, and the images' spread below it."""
+    """Mean excitation per block for each image (translucent, so crossing lines stay visible), and how much
+    the images differ per block below it."""
     names = [b.name for b in blocks]
+    symbols = ["circle", "square", "diamond", "triangle-up"]
     traces = [
         {"type": "scatter", "x": names, "y": profile["mean"][i], "name": image_name, "mode": "lines+markers",
-         "line": {"color": COLORS[i % len(COLORS)]},
-         "error_y": {"type": "data", "array": profile["std"][i], "visible": True, "thickness": 1},
-         "hovertemplate": "%{x}<br>mean %{y:.3f}<extra>" + image_name + "</extra>"}
+         "opacity": 0.75, "line": {"color": COLORS[i % len(COLORS)], "width": 2},
+         "marker": {"symbol": symbols[i % len(symbols)], "size": 7},
+         "customdata": profile["std"][i],
+         "hovertemplate": "%{x}<br>mean %{y:.3f} ± %{customdata:.3f}<extra>" + image_name + "</extra>"}
         for i, image_name in enumerate(image_names)
     ]
     traces.append({"type": "bar", "x": names, "y": profile["spread"], "name": "difference between images",
-                   "marker": {"color": "#555"}, "xaxis": "x2", "yaxis": "y2",
+                   "marker": {"color": MUTED}, "xaxis": "x2", "yaxis": "y2",
                    "hovertemplate": "%{x}<br>mean pairwise RMS distance %{y:.3f}<extra></extra>"})
     # two stacked panels sharing the block axis (what make_subplots builds, at a fraction of its cost)
-    return PlotlyFigure(traces, {
-        "title": {"text": "Depth profile"}, "height": 520, "legend": {"orientation": "h"},
-        "xaxis": {"anchor": "y", "matches": "x2", "showticklabels": False},
-        "yaxis": {"domain": [0.37, 1.0], "title": {"text": "mean ± std over channels"}},
-        "xaxis2": {"anchor": "y2"},
-        "yaxis2": {"domain": [0.0, 0.31], "title": {"text": "images differ by"}},
-    })
+    return PlotlyFigure(traces, _layout("Depth profile: mean s per block, per image", 540,
+        xaxis=_axis("", anchor="y", matches="x2", showticklabels=False),
+        yaxis=_axis("mean s", domain=[0.40, 1.0]),
+        xaxis2=_axis("SE block (by depth)", anchor="y2", tickangle=-60),
+        yaxis2=_axis("images differ by", domain=[0.0, 0.30]),
+    ))
 
 
-def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], sample: int | None) -> go.Figure:
-    """The paper's Figure 6: per block, the mean excitation of each category and of all of them."""
-    cols = min(3, len(blocks))
-    rows = (len(blocks) + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[b.name for b in blocks])
-    categories = [c for c in means if c != "all"] + ["all"]
+def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], sample: int | None) -> PlotlyFigure:
+    """The paper's Figure 6: one panel per block, one line per category, the mean of all categories
+    beneath them in grey; the paper's 50 evenly sampled channels, or all of them."""
+    categories = [c for c in means if c != "all"]
+    rows = len(blocks)
+    gap = 0.1 / max(1, rows - 1) if rows > 1 else 0.0
+    height = (1.0 - gap * (rows - 1)) / rows
+    traces, axes, notes = [], {}, []
     for index, block in enumerate(blocks):
-        channels = np.arange(block.channels)
-        if sample:
-            channels = sampled_channels(block.channels, sample)
-        for ci, category in enumerate(categories):
-            is_all = category == "all"
-            fig.add_trace(
-                go.Scatter(
-                    x=channels, y=means[category][block.name][channels], name=category,
-                    legendgroup=category, showlegend=index == 0, mode="lines",
-                    line={"color": "black" if is_all else COLORS[ci % len(COLORS)], "width": 2.5 if is_all else 1,
-                          "dash": "dash" if is_all else "solid"},
-                    hovertemplate=f"{block.name}<br>channel %{{x}}<br>mean excitation %{{y:.3f}}<extra>{category}</extra>",
-                ),
-                row=index // cols + 1, col=index % cols + 1,
-            )
-    fig.update_yaxes(range=[0, 1.02])
-    fig.update_layout(title="Mean excitation per gallery category (SENet paper, Figure 6)",
-                      height=300 * rows + 80, legend={"orientation": "h"})
-    return fig
+        suffix = "" if index == 0 else str(index + 1)
+        channels = sampled_channels(block.channels, sample) if sample else np.arange(block.channels)
+        lines = [("all", MUTED, 1.0, "dot")] + [(c, COLORS[i % len(COLORS)], 1.5, "solid")
+                                                for i, c in enumerate(categories)]
+        for category, color, width, dash in lines:  # "all" first: drawn beneath the categories
+            traces.append({
+                "type": "scatter", "x": channels, "y": np.asarray(means[category][block.name], np.float32)[channels],
+                "name": "all categories" if category == "all" else category, "legendgroup": category,
+                "showlegend": index == 0, "mode": "lines", "opacity": 1.0 if category == "all" else 0.85,
+                "line": {"color": color, "width": width, "dash": dash},
+                "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+                "hovertemplate": f"{block.name}<br>channel %{{x}}<br>mean s %{{y:.3f}}<extra>{category}</extra>"})
+        top = 1.0 - index * (height + gap)
+        axes[f"xaxis{suffix}"] = _axis("channel index", anchor=f"y{suffix}", title_standoff=2)
+        axes[f"yaxis{suffix}"] = _axis("mean s", domain=[max(0.0, top - height), top], range=[0, 1.02])
+        notes.append({"text": f"<b>{block.name}</b> (C = {block.channels})", "xref": "paper",
+                      "yref": f"y{suffix} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
+                      "showarrow": False, "font": {"size": 13}})
+    shown = f"{len(sampled_channels(blocks[0].channels, sample))} evenly sampled channels per block" if sample and blocks \
+        else "all channels"
+    layout = _layout(f"Mean excitation per category ({shown})", 150 + 250 * rows, annotations=notes, **axes)
+    layout["legend"] = {"orientation": "h", "yanchor": "bottom", "y": 1.0 + 60 / (150 + 250 * rows), "x": 0,
+                        "bgcolor": "rgba(0,0,0,0)", "font": {"size": 12}}
+    layout["margin"] = {"l": 10, "r": 10, "t": 110, "b": 10}
+    return PlotlyFigure(traces, layout)
 
 
 @lru_cache(maxsize=4)
@@ -210,21 +336,7 @@ def _plain(value):
     return value
 
 
-def feature_overlays(view: Image.Image, feature_maps: list[np.ndarray], size: int = 224) -> list[Image.Image]:
-    """Each channel's feature map, normalised and upsampled, blended over the model's view of the image."""
-    picture = view.convert("RGB").resize((size, size))
-    jet = _jet_table().tobytes()
-    overlays = []
-    for feature_map in feature_maps:
-        fmap = feature_map.astype(np.float32)
-        fmap = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)
-        heat = Image.fromarray(np.uint8(fmap * 255)).resize((size, size), Image.BILINEAR)
-        heat.putpalette(jet)  # the grey levels index the colour table (Pillow's own lookup, not numpy's)
-        overlays.append(Image.blend(picture, heat.convert("RGB"), alpha=0.45))
-    return overlays
-
-
 @lru_cache(maxsize=1)
-def _jet_table() -> np.ndarray:
-    """The jet colormap as 256 RGB rows, looked up by a uint8 image."""
-    return np.uint8(colormaps["jet"](np.arange(256) / 255.0)[:, :3] * 255)
+def _magma_table() -> np.ndarray:
+    """The magma colormap as 256 RGB rows, looked up by a uint8 image: black at 0, light at 1."""
+    return np.uint8(colormaps["magma"](np.arange(256) / 255.0)[:, :3] * 255)

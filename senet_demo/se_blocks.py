@@ -118,26 +118,33 @@ def gate_of(model: nn.Module, block: SEBlock) -> nn.Module:
     return se_parts(model.get_submodule(block.path))[2]
 
 
+_ACTIVATION_NAMES = ("act", "act1", "relu")  # timm's SEModule, SqueezeExcite, the legacy SENet's module
+
+
+def layer_names(model: nn.Module, block: SEBlock) -> tuple[str, str]:
+    """The class names of the block's activation (δ) and gate (σ), e.g. ("ReLU", "Sigmoid"), for the
+    Explain tab's text; "activation" where the block keeps it under another name."""
+    module = model.get_submodule(block.path)
+    activation = next((getattr(module, n) for n in _ACTIVATION_NAMES if isinstance(getattr(module, n, None), nn.Module)),
+                      None)
+    gate = se_parts(module)[2]
+    return (type(activation).__name__ if activation is not None else "activation"), type(gate).__name__
+
+
 
 # The Explain tab's tiles show at most this many most and least excited channels of a block.
 MAP_CHANNELS = 8
 
 
 def default_block(blocks: list[SEBlock]) -> str | None:
-    """The last block of the second-to-last stage: where class-specific excitation shows well.
-
-    The Explain tab opens on it, so the shared forward pass also keeps its input maps (``map_blocks``).
-    """
+    """The last block of the second-to-last stage, where class-specific excitation shows well: the Explain
+    tab opens on it."""
     if not blocks:
         return None
     stages = sorted({b.stage for b in blocks})
     stage = stages[-2] if len(stages) > 1 else stages[-1]
     return [b for b in blocks if b.stage == stage][-1].name
 
-
-def map_blocks(blocks: list[SEBlock]) -> list[SEBlock]:
-    """The blocks whose input maps U the shared forward pass returns: the default block, if any."""
-    return [b for b in blocks if b.name == default_block(blocks)]
 
 @contextmanager
 def _hooks_for_this_thread(modules: list[nn.Module], hooks: list, pre: bool = False) -> Iterator[None]:
@@ -186,6 +193,49 @@ def capture_se_inputs(model: nn.Module, blocks: list[SEBlock]) -> Iterator[dict[
     modules = [model.get_submodule(b.path) for b in blocks]
     with _hooks_for_this_thread(modules, [keep(b.name) for b in blocks], pre=True):
         yield store
+
+
+@contextmanager
+def capture_steps(model: nn.Module, blocks: list[SEBlock]) -> Iterator[tuple[dict, dict]]:
+    """Collect each block's squeeze z, (B, C), and bottleneck after the activation, (B, C/r): what the
+    reducing layer receives (every family pools U to z first) and what the expanding layer receives."""
+    squeezes: dict[str, torch.Tensor] = {}
+    bottlenecks: dict[str, torch.Tensor] = {}
+
+    def keep(store: dict, name: str):
+        def hook(_module, inputs):
+            store[name] = inputs[0].detach().float().flatten(1).cpu().clone()
+        return hook
+
+    parts = [se_parts(model.get_submodule(b.path)) for b in blocks]
+    modules = [reduce for reduce, _, _ in parts] + [expand for _, expand, _ in parts]
+    hooks = [keep(squeezes, b.name) for b in blocks] + [keep(bottlenecks, b.name) for b in blocks]
+    with _hooks_for_this_thread(modules, hooks, pre=True):
+        yield squeezes, bottlenecks
+
+
+@contextmanager
+def capture_extreme_maps(model: nn.Module, blocks: list[SEBlock],
+                         excitations: dict[str, torch.Tensor]) -> Iterator[tuple[dict, dict]]:
+    """Collect each block's input maps U of its MAP_CHANNELS most and least excited channels (by the first
+    view's s), (B, 2k, H, W), and those channels, (2k,): what the Explain tab shows before and after
+    scaling, for any block, from the one forward pass. ``excitations`` is the store of a running
+    ``capture_excitations``: a block's gate has run when its module's forward hook runs."""
+    maps: dict[str, torch.Tensor] = {}
+    channels: dict[str, torch.Tensor] = {}
+
+    def keep(block: SEBlock):
+        k = min(MAP_CHANNELS, block.channels)
+
+        def hook(_module, inputs, _output):
+            gates = excitations[block.name][0]  # (C,) of the first view
+            chosen = torch.cat([torch.topk(gates, k).indices, torch.topk(-gates, k).indices])  # most, then least
+            maps[block.name] = inputs[0].detach().float().index_select(1, chosen).cpu().clone()
+            channels[block.name] = chosen
+        return hook
+
+    with _hooks_for_this_thread([model.get_submodule(b.path) for b in blocks], [keep(b) for b in blocks]):
+        yield maps, channels
 
 
 @contextmanager

@@ -4,9 +4,9 @@ corpus of awkward and hostile uploads.
 Tiny models: ``export_tiny`` writes a random-weight timm model as the Hub stores it (config.json +
 model.safetensors). Random init is useless for SE tests as it comes: timm zero-initialises the last BN of
 each residual branch, so the SE input is all zeros and every image gets the same excitation. ``build``
-(and ``exported``, its Hub-layout copy) gives the BN layers non-trivial statistics and the SE layers large
-random weights and biases, so the gates spread over (0, 1) and differ between images, as a trained model's
-do. ``reference_excitation`` recomputes s = gate(W2 act(W1 mean(u) + b1) + b2) from an SE module's own
+(and ``exported``, its Hub-layout copy, and ``export_tiny`` for SE architectures) gives them the app's own
+varied gates (``senet_demo.varied_gates``): the gates spread over (0, 1) and differ between images, as a
+trained model's do. ``reference_excitation`` recomputes s = gate(W2 act(W1 mean(u) + b1) + b2) from an SE module's own
 weights with plain tensor arithmetic; it never calls the module.
 
 Pictures: ``picture(seed, size, tint)`` is the one image maker (structured, deterministic, distinct per
@@ -88,7 +88,10 @@ def export_tiny(arch: str, folder: Path, seed: int, data_config: dict, labels=LA
     layers = model_args.pop("layers", [1, 1, 1, 1])
     num_classes = len(labels) if labels is not None else model_args.pop("num_classes")
     model = timm.create_model(arch, pretrained=False, layers=layers, num_classes=num_classes, **model_args).eval()
-    _decisive(model, seed)
+    if se_modules(model):  # SE models get varied gates (timm's zero-initialised last BN would feed SE only zeros)
+        randomize(model, seed)
+    else:
+        _decisive(model, seed)
     save_hub_layout(model, folder, data_config, labels)
     return TinyModel(arch, tuple(layers), Path(folder), list(labels or []), dict(data_config))
 
@@ -200,37 +203,13 @@ def shared(family: str) -> nn.Module:
 
 
 def randomize(model: nn.Module, seed: int) -> None:
-    """Non-trivial BN statistics, strong random SE layers and a calibrated head (see the module docstring).
+    """The app's varied-gate maker (``senet_demo.varied_gates``): BN statistics, strong SE layers, a calibrated
+    head; then checked here, by class, that every SE module of the model was reached."""
+    from senet_demo.varied_gates import randomize as varied
 
-    ``model`` must be in eval mode (the head is calibrated on one forward pass).
-    """
-    g = torch.Generator().manual_seed(seed + 1000)
-
-    def uniform(t, lo, hi):
-        t.copy_(torch.rand(t.shape, generator=g) * (hi - lo) + lo)
-
-    def normal(t, std):
-        t.copy_(torch.randn(t.shape, generator=g) * std)
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                uniform(module.weight, 0.5, 1.5)
-                normal(module.bias, 0.2)
-                normal(module.running_mean, 0.2)
-                uniform(module.running_var, 0.5, 2.0)
-        for se in se_modules(model).values():
-            reduce, expand = _layers(se)[:2]
-            for layer, gain in ((reduce, 1.5), (expand, 1.5)):
-                fan_in = layer.weight[0].numel()
-                normal(layer.weight, gain / fan_in ** 0.5)
-                normal(layer.bias, 1.5)
-        # a random head whose logits have std ~2: confident, but not saturated, probabilities
-        head = model.get_classifier()
-        normal(head.weight, 1.0)
-        head.bias.zero_()
-        logits = model(torch.randn(4, 3, 64, 64, generator=g))
-        head.weight.mul_(2.0 / float(logits.std()))
+    varied(model, seed)
+    for se in se_modules(model).values():
+        assert float(_layers(se)[1].bias.abs().mean()) > 0.3, "an SE module the varied-gate maker missed"
 
 
 def _layers(se: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
@@ -295,6 +274,32 @@ def with_identity(model: nn.Module, paths: list[str]) -> nn.Module:
         parent = clone.get_submodule(parent_path) if parent_path else clone
         setattr(parent, name, nn.Identity())
     return clone
+
+
+def image_following_senet(folder: Path, seed: int = 0) -> str:
+    """SPEC of a small SE-ResNeXt (two blocks per stage) whose gates spread over (0, 1) and follow the image,
+    more in later blocks than in early ones (``varied_gates.follow_images``), with ImageNet's classes: the
+    model the Explain views are looked at with. Its gates are sensitive to rounding, so it is for looking,
+    not for comparing numbers."""
+    import timm
+    from timm.data import ImageNetInfo
+
+    from senet_demo.varied_gates import follow_images, randomize as varied
+
+    torch.manual_seed(seed)
+    model = timm.create_model("seresnext26d_32x4d", pretrained=False, layers=[2, 2, 2, 2]).eval()
+    varied(model, seed, side=112)
+    follow_images(model, picture_batch(range(100, 112), size=112), seed)
+    config = dict(input_size=(3, 112, 112), crop_pct=0.875, interpolation="bicubic",
+                  mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    save_hub_layout(model, folder, config, list(ImageNetInfo().label_names()))
+    return f"seresnext26d_32x4d={folder}"
+
+
+def picture_batch(seeds, size: int = 64) -> torch.Tensor:
+    """``picture(seed)`` for each seed as a (N, 3, size, size) tensor on about [-2, 2], as a model's transform gives."""
+    arrays = [np.asarray(picture(seed, (size, size)), np.float32) for seed in seeds]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 64.0 - 2.0
 
 
 def batch(seed: int = 0, n: int = 2, size: int = 64) -> torch.Tensor:

@@ -14,7 +14,7 @@ import gradio as gr
 from ..services import Services
 from .classify_tab import classify_image
 from .common import TabEvent, decode, user_errors
-from .explain_tab import explain_image
+from .explain_tab import EXPLAIN_OUTPUTS, explain_image
 from .queue import inference
 from .retrieve_tab import retrieve_image
 
@@ -30,7 +30,8 @@ def every_tab(services: Services, image, tta, *settings, progress=gr.Progress(tr
     picture = decode(image, services)  # once for the three tabs; a bad image stops here, with its message
     answer = classify_image(services, picture, tta, *weights)
     found = _or_message(retrieve_image, services, picture, retrieve_settings, outputs=2, text_box=1)
-    explained = _or_message(explain_image, services, picture, explain_settings, outputs=5, text_box=0)
+    explained = _or_message(explain_image, services, picture, explain_settings, outputs=EXPLAIN_OUTPUTS,
+                              text_box=0)
     return [*answer, image, *found, image, *explained]
 
 

@@ -1,9 +1,15 @@
 """Explain tab: what the SE blocks of a model do with an image.
 
-Views: excitation map (all blocks x channels), per-channel plot for one block
-over up to four images, depth profile, the paper's Figure 6 rebuilt from the
-gallery, the most/least excited channels with their feature maps, and an
-ablation that switches SE off in a stage or block.
+Views, each a sub-tab with short name so that all of them fit on a phone:
+
+* **Step by step** (the default): the chosen block's squeeze z, bottleneck and excitation s for the
+  visitor's image, its real sizes and cost, and its input channels before and after scaling;
+* **Map**: every block's excitation, each block's channels sorted on its own axis, and a per-block summary;
+* **Compare**: up to four images, one small panel each, and the depth profile;
+* **Figure 6**: the paper's per-category mean excitation, rebuilt from the gallery;
+* **SE off**: the top-5 with SE switched off in a stage or block.
+
+Everything for one image comes from its one forward pass (``Engine.run``), as the other tabs do.
 """
 from __future__ import annotations
 
@@ -14,27 +20,28 @@ import gradio as gr
 import numpy as np
 
 from .. import excitation as ex
-from .. import plots
+from .. import plots, se_cost
 from ..config import result_count
-from ..ensemble import model_view, top_k
+from ..ensemble import top_k
 from ..images import content_hash
-from ..se_blocks import MAP_CHANNELS, SEBlock, default_block
+from ..se_blocks import MAP_CHANNELS, SEBlock, default_block, layer_names
 from ..services import Services
 from ..uploads import forget
+from .explain_text import WHAT_SE_DOES, compare_text, figure6_text, map_text, scale_text, steps_text
 from .common import TabEvent, decode, display_name, example_images, image_input, user_errors
 from .queue import inference
 
-MAX_COMPARED = 4  # images overlaid in the per-channel and depth views
+MAX_COMPARED = 4  # images in the Compare view
+STALE = ("**The last image could not be used** (the message says why), so the views are empty. "
+         "Choose another image and press **Explain**.")
 
 
 def no_se_text(name: str, se_models: list[str]) -> str:
     """Why a model shows nothing here, and where to find one that does (plain text: also used in toasts)."""
     where = (f"Pick an SE model in the list ({', '.join(se_models)})." if se_models else
-             "Start the app with an SE model for this tab, e.g. --explain-model seresnext101_64x4d.gluon_in1k "
-             "or --explain-model seresnet50.a1_in1k.")
+             "Start the app with an SE model for this tab, e.g. --explain-model seresnext101_64x4d.gluon_in1k.")
     return (f"{name} has no Squeeze-and-Excitation blocks: none of its layers re-weights channels by a learned "
-            f"gate, so there are no excitation values to show. (In the default ensemble, resnet152d is the same "
-            f"ResNet design as seresnext101_64x4d without SE.) {where}")
+            f"gate, so there are no excitation values to show. {where}")
 
 
 AUTO_BLOCK = "auto"  # the chosen model's default block, so API calls naming only a model get a fitting block
@@ -106,46 +113,81 @@ def checked_model(services: Services, model) -> str:
     return model
 
 
+EXPLAIN_OUTPUTS = 10  # the views /explain fills, in the order explain_views returns them
+
+
+def shown_channels(s: np.ndarray, kept: dict, k: int) -> tuple[list[int], list[int]]:
+    """The ``k`` most and ``k`` least excited channels, taken from those whose maps the forward pass kept
+    (its most and least excited: where gates tie, the pass's own choice), so no second pass is needed."""
+    if not kept:
+        return ex.extreme_channels(s, k)
+    k = max(1, min(k, len(s) // 2 or 1))
+    most = sorted(kept, key=lambda c: (-s[c], c))[:k]
+    least = sorted(kept, key=lambda c: (s[c], c))[:k]
+    return most, least
+
+
+def explain_views(services: Services, model: str, block: SEBlock, series: list[tuple[str, object]],
+                  digest: str, outputs: list, channels: np.ndarray, k) -> tuple:
+    """The step view, the map and the comparison of ``block``, from the images' forward passes
+    (``outputs``, the visitor's image first, whose content hash is ``digest``)."""
+    registry = services.registry
+    blocks = registry.se_blocks(model)
+    loaded = registry.get(model)
+    main = outputs[0]
+    s, z, hidden = main.excitations[block.name], main.squeezes[block.name], main.bottlenecks[block.name]
+    cost = se_cost.cached_model_cost(loaded.key, loaded.model, blocks, loaded.data_config["input_size"])
+    activation, gate = layer_names(loaded.model, block)
+    top, bottom = shown_channels(s, main.channel_maps.get(block.name, {}), result_count(k, "Channels to show", MAP_CHANNELS))
+    shown = [(kind, int(c)) for kind, extreme in (("most", top), ("least", bottom)) for c in extreme]
+    chosen = [c for _, c in shown]
+    maps = services.engine.feature_maps(model, series[0][1], block, chosen, digest=digest)
+    pictures = [(pair, f"ch {c} · s = {s[c]:.2f}") for c, pair in zip(chosen, plots.scale_pairs(maps, s[chosen]))]
+    label = display_name(services, model)
+    profile = ex.depth_profile([out.excitations for out in outputs], blocks)
+    names = [name for name, _ in series]
+    return (
+        steps_text(block, blocks, cost, activation, gate, z, s, label),
+        plots.se_steps(z, hidden, s, block, chosen),
+        scale_text(shown, s, cost.blocks[block.name].input_hw),
+        pictures,
+        map_text(main.excitations, blocks),
+        plots.excitation_map(main.excitations, blocks, f"Every SE block of {label}, for your image"),
+        plots.excitation_summary(main.excitations, blocks),
+        compare_text(names, block, profile["spread"], blocks),
+        plots.channel_plot({name: out.excitations[block.name] for name, out in zip(names, outputs)}, block, channels),
+        plots.depth_profile(profile, blocks, names),
+    )
+
+
 @user_errors
 def explain_image(services: Services, image, model, block_name, picks, uploads, sample50, k,
                   progress=gr.Progress(track_tqdm=True)):
-    """/explain: the block's formula and a summary, the excitation map, the per-channel plot, the depth
-    profile, and the most and least excited channels' feature maps."""
+    """/explain: the chosen block step by step (its sentences, its squeeze/excitation plot, and its channels
+    before and after scaling), the map of every block with its summary, and the comparison of the images
+    (a small panel per image, and the depth profile). Each image is run once (``Engine.run``)."""
     registry, engine = services.registry, services.engine
     model = checked_model(services, model)
     progress(0, desc=f"Running {display_name(services, model)}…")
-    blocks = registry.se_blocks(model)
-    if not blocks:
-        return why_nothing(services, model), None, None, None, []
+    if not registry.se_blocks(model):
+        return cleared_views(why_nothing(services, model))
     block = block_by_name(services, model, block_name)  # before any forward: another model's block is refused at once
     series = compared_images(services, image, picks, uploads)
     digests = [content_hash(picture) for _, picture in series]  # once each, for the pass and the maps
     outputs = [engine.run(model, picture, digest=digest) for (_, picture), digest in zip(series, digests)]
-    main = outputs[0].excitations
     channels = ex.sampled_channels(block.channels) if sample50 else np.arange(block.channels)
-    per_channel = {name: out.excitations[block.name] for (name, _), out in zip(series, outputs)}
-    profile = ex.depth_profile([out.excitations for out in outputs], blocks)
-    top, bottom = ex.extreme_channels(main[block.name], result_count(k, "Top/bottom channels", MAP_CHANNELS))
-    shown = [(kind, int(c)) for kind, extreme in (("most", top), ("least", bottom)) for c in extreme]
-    fmaps = engine.feature_maps(model, series[0][1], block, [c for _, c in shown], digest=digests[0])
-    view = model_view(registry.get(model).transform, series[0][1])  # the crop the feature maps cover
-    tiles = [(overlay, f"ch {c} · s={main[block.name][c]:.3f} ({kind})")
-             for (kind, c), overlay in zip(shown, plots.feature_overlays(view, fmaps))]
-    label = display_name(services, model)
-    text = "\n\n".join([
-        ex.formula_text(block),
-        f"**{label}** has {len(blocks)} SE blocks. The map shows s for every channel of every block for your "
-        f"image; the channel plot overlays {len(series)} image(s) for {block.name}; the depth profile shows "
-        f"where the images' excitations differ (early blocks: alike, class-agnostic; later: class-specific).",
-    ])
-    return (text, plots.excitation_map(main, blocks, f"Excitation of every SE block — {label}"),
-            plots.channel_plot(per_channel, block, channels),
-            plots.depth_profile(profile, blocks, [name for name, _ in series]), tiles)
+    return explain_views(services, model, block, series, digests[0], outputs, channels, k)
+
+
+def cleared_views(message: str = STALE) -> tuple:
+    """Every view emptied, with ``message`` where the step text goes: after a refused image, nothing of the
+    previous image stays on show as if it belonged to the new one."""
+    return (message, *[None] * (EXPLAIN_OUTPUTS - 1))
 
 
 @user_errors
 def figure6(services: Services, model, sample50, progress=gr.Progress(track_tqdm=True)):
-    """/figure6: the mean excitation per gallery category, as in Figure 6 of the SENet paper."""
+    """/figure6: a sentence, and the mean excitation per gallery category, as in Figure 6 of the SENet paper."""
     model = checked_model(services, model)
     blocks = services.registry.se_blocks(model)
     if not blocks:
@@ -158,7 +200,8 @@ def figure6(services: Services, model, sample50, progress=gr.Progress(track_tqdm
     chosen = ex.figure6_blocks(blocks)
     means = ex.category_means([by_digest[i.digest].excitations for i in decoded], [i.label for i in decoded],
                               [b.name for b in chosen])
-    return plots.figure6(means, chosen, ex.PAPER_SAMPLED_CHANNELS if sample50 else None)
+    return (figure6_text(means, chosen),
+            plots.figure6(means, chosen, ex.PAPER_SAMPLED_CHANNELS if sample50 else None))
 
 
 @user_errors
@@ -189,7 +232,7 @@ def model_changed(services: Services, model):
     """The chosen model's block lists (for this visitor only), its note, and the previous model's views cleared."""
     blocks = services.registry.se_blocks(checked_model(services, model))
     note = "" if blocks else why_nothing(services, model)
-    cleared = [None] * 8  # the previous model's plots, tiles and ablation no longer apply
+    cleared = [None] * (EXPLAIN_OUTPUTS - 1 + 5)  # the previous model's views, Figure 6 and ablation no longer apply
     return (gr.Dropdown(choices=block_choices(blocks), value=AUTO_BLOCK if blocks else None),
             gr.Dropdown(choices=ablation_choices(blocks), value="all SE blocks" if blocks else None), note,
             *cleared)
@@ -214,7 +257,7 @@ def build(services: Services) -> TabEvent:
     default_model = se_names[0] if se_names else names[0]
     start_blocks = registry.se_blocks(default_model)
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, min_width=300):
             image = image_input(label="Image", height=280, elem_id="explain-image")
             model = gr.Dropdown([(display_name(services, n), n) for n in names], value=default_model, label="Model",
                                 info="models without SE blocks are listed too, with the reason they show nothing")
@@ -222,57 +265,96 @@ def build(services: Services) -> TabEvent:
             # the handlers check the name against the model asked for (allow_custom_value lets it reach them).
             block = gr.Dropdown(block_choices(start_blocks), value=AUTO_BLOCK if start_blocks else None,
                                 label="SE block (SE_stage_block, as in the paper)", allow_custom_value=True)
-            with gr.Accordion("Compare with (up to 3 more images)", open=False):
+            k = gr.Slider(1, MAP_CHANNELS, value=2, step=1, label="Channels to show before and after scaling",
+                          info="this many of the most and of the least excited")
+            with gr.Accordion(f"Compare with (up to {MAX_COMPARED - 1} more images)", open=False):
                 picks = gr.Dropdown([item.id for item in services.gallery()], multiselect=True,
                                     max_choices=MAX_COMPARED - 1, label="Gallery images", value=[])
                 upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images")
                 # per-visitor; keeps the endpoint callable with just an image
                 uploads = gr.State([], delete_callback=forget_compared)
-            sample50 = gr.Checkbox(value=False, label="Show 50 evenly sampled channels (as the paper does)")
-            k = gr.Slider(1, MAP_CHANNELS, value=4, step=1, label="Top/bottom channels to show")
             button = gr.Button("Explain", variant="primary")
-            examples = example_images(services)
-            if examples:
-                gr.Examples(examples, inputs=image, label="Examples")
-        with gr.Column(scale=2):
-            text = gr.Markdown("" if start_blocks else why_nothing(services, default_model),
-                               latex_delimiters=[{"left": "$", "right": "$", "display": False}])
-            with gr.Tab("Excitation map"):
-                map_plot = gr.Plot(label="Excitation map")
-            with gr.Tab("Per-channel"):
-                channel_plot = gr.Plot(label="Per-channel excitation")
-            with gr.Tab("Depth profile"):
-                depth_plot = gr.Plot(label="Depth profile")
-            with gr.Tab("Top channels"):
-                # JPEG: these small overlays are photos, which JPEG encodes faster than Gradio's default WebP
-                tiles = gr.Gallery(label="Most and least excited channels: the block's input maps", columns=4,
-                                   height="auto", format="jpeg", elem_id="explain-tiles")
-            with gr.Tab("Figure 6 (gallery)"):
-                gr.Markdown("Mean excitation per gallery category for the last SE block of each stage and every "
-                            "block of the last stage, as in Figure 6 of the SENet paper. Computed once from the "
-                            "stored gallery forward passes.")
-                fig6_button = gr.Button("Build Figure 6")
-                fig6_plot = gr.Plot(label="Figure 6")
-            with gr.Tab("Ablation"):
-                ablate_choice = gr.Dropdown(ablation_choices(start_blocks),
-                                            value="all SE blocks" if start_blocks else None, label="Switch SE off in",
-                                            allow_custom_value=True)  # checked by the handler, as the block is
-                ablate_button = gr.Button("Run with SE switched off")
-                with gr.Row():
-                    before = gr.Label(num_top_classes=5, label="With SE")
-                    after = gr.Label(num_top_classes=5, label="SE switched off")
-                ablate_text = gr.Markdown()
+            examples_slot = gr.Column()
+        with gr.Column(scale=2, min_width=300):
+            with gr.Tabs(elem_id="explain-views"):
+                with gr.Tab("Step by step", id="steps"):
+                    steps_note = gr.Markdown(WHAT_SE_DOES if start_blocks else why_nothing(services, default_model),
+                                             elem_id="explain-steps-text")
+                    steps_plot = gr.Plot(label="Squeeze and excitation", elem_id="explain-steps-plot")
+                    scale_note = gr.Markdown(elem_id="explain-scale-text")
+                    pictures = gr.Gallery(label="④ Scale: each channel before (left) and after (right) × s",
+                                          columns=2, height="auto", format="png", elem_id="explain-scale",
+                                          object_fit="contain")
+                with gr.Tab("Map", id="map"):
+                    map_note = gr.Markdown(elem_id="explain-map-text")
+                    map_plot = gr.Plot(label="Excitation map", elem_id="explain-map-plot")
+                    summary_plot = gr.Plot(label="Per-block summary", elem_id="explain-summary-plot")
+                with gr.Tab("Compare", id="compare"):
+                    compare_note = gr.Markdown(elem_id="explain-compare-text")
+                    sample50 = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper plots); "
+                                                             "untick for all")
+                    channel_plot = gr.Plot(label="Per-channel excitation", elem_id="explain-channel-plot")
+                    depth_plot = gr.Plot(label="Depth profile", elem_id="explain-depth-plot")
+                with gr.Tab("Figure 6", id="figure6"):
+                    fig6_note = gr.Markdown("The SENet paper's Figure 6: the mean excitation of each category in the "
+                                            "last SE block of each stage and every block of the last stage, from the "
+                                            "gallery's images.", elem_id="explain-fig6-text")
+                    with gr.Row():
+                        fig6_sample = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper); "
+                                                                    "untick for all")
+                        fig6_button = gr.Button("Build Figure 6")
+                    fig6_plot = gr.Plot(label="Figure 6", elem_id="explain-fig6-plot")
+                with gr.Tab("SE off", id="ablation"):
+                    gr.Markdown("Switch SE off (its gate forced to 1, so the block passes U unchanged) and see "
+                                "how the prediction for your image changes.")
+                    ablate_choice = gr.Dropdown(ablation_choices(start_blocks),
+                                                value="all SE blocks" if start_blocks else None,
+                                                label="Switch SE off in",
+                                                allow_custom_value=True)  # checked by the handler, as the block is
+                    ablate_button = gr.Button("Run with SE switched off")
+                    with gr.Row():
+                        before = gr.Label(num_top_classes=5, label="With SE")
+                        after = gr.Label(num_top_classes=5, label="SE switched off")
+                    ablate_text = gr.Markdown()
 
     explain = functools.partial(explain_image, services)
     explain_inputs = [image, model, block, picks, uploads, sample50, k]
-    explain_outputs = [text, map_plot, channel_plot, depth_plot, tiles]
-    button.click(explain, explain_inputs, explain_outputs, api_name="explain", **inference(services))
-    fig6_button.click(functools.partial(figure6, services), [model, sample50], fig6_plot, api_name="figure6",
-                      **inference(services))
+    explain_outputs = [steps_note, steps_plot, scale_note, pictures, map_note, map_plot, summary_plot,
+                       compare_note, channel_plot, depth_plot]
+    button.click(explain, explain_inputs, explain_outputs, api_name="explain", **inference(services)).failure(
+        cleared_views, None, explain_outputs, api_visibility="private", show_progress="hidden")
+    image.upload(explain, explain_inputs, explain_outputs, api_name="explain_on_upload", api_visibility="private",
+                 **inference(services)).failure(cleared_views, None, explain_outputs, api_visibility="private",
+                                                show_progress="hidden")
+    with examples_slot:
+        explain_examples(services, image, explain_inputs[1:], explain_outputs)
+    fig6_button.click(functools.partial(figure6, services), [model, fig6_sample], [fig6_note, fig6_plot],
+                      api_name="figure6", **inference(services))
     ablate_button.click(functools.partial(ablate, services), [image, model, ablate_choice],
                         [before, after, ablate_text], api_name="ablate", **inference(services))
     upload_box.change(uploaded_files, upload_box, uploads, api_name="compare_uploads", api_visibility="private")
     model.change(functools.partial(model_changed, services), model,
-                 [block, ablate_choice, text, map_plot, channel_plot, depth_plot, tiles, fig6_plot, before, after,
-                  ablate_text], api_name="model_changed", api_visibility="private")
+                 [block, ablate_choice, *explain_outputs, fig6_note, fig6_plot, before, after, ablate_text],
+                 api_name="model_changed", api_visibility="private")
     return TabEvent(explain_inputs, explain_outputs)
+
+
+def explain_example(services: Services, examples: list[str], chosen, *settings, progress=gr.Progress()):
+    """An example clicked: Explain on its photo with the visitor's current settings. (Gradio passes the
+    clicked example as (index, values); the index picks the file from the app's own list.)"""
+    index = chosen[0] if isinstance(chosen, (tuple, list)) else chosen
+    if not isinstance(index, int) or not 0 <= index < len(examples):
+        raise gr.Error("No such example.")
+    return explain_image(services, examples[index], *settings, progress=progress)
+
+
+def explain_examples(services: Services, image, settings: list, outputs: list) -> None:
+    """Gallery photos, captioned with their category, that fill the image and run Explain when clicked,
+    in the queue's one inference group like every forward."""
+    examples = example_images(services)
+    if not examples:
+        return
+    shown = gr.Examples([[path] for path in examples], inputs=[image], label="Examples (click one)",
+                        example_labels=[Path(path).parent.name for path in examples])
+    shown.dataset.click(functools.partial(explain_example, services, examples), [shown.dataset, *settings], outputs,
+                        api_visibility="private", **inference(services))

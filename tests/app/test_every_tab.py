@@ -18,7 +18,7 @@ def _defaults(services) -> dict:
     se_model = next(n for n in services.registry.all_names if services.registry.se_blocks(n))
     return {"classify": ["none", *[1.0] * len(services.registry.names)],
             "retrieve": ["ensemble", 5, None],
-            "explain": [se_model, "auto", [], [], False, 4]}
+            "explain": [se_model, "auto", [], [], True, 2]}
 
 
 def _call(services, name, image):
@@ -56,11 +56,12 @@ def test_one_request_fills_every_tab_as_the_tabs_would(tmp_path, every_tab_servi
     assert together[n_classify + 1:n_classify + 1 + n_retrieve] == list(retrieve)  # the same hits and note
     assert together[n_classify] == together[n_classify + 1 + n_retrieve] == str(image)  # both tabs show the image
     explained = together[n_classify + 2 + n_retrieve:]
-    assert explained[0] == explain[0]  # the block's formula and the text
+    assert explained[0] == explain[0]  # the step-by-step text with the block's numbers
     plot = gr.Plot()
-    assert plot.postprocess(explained[1]) == plot.postprocess(explain[1])  # the excitation map, as it is sent
-    assert explained[4] == explain[4]  # the tiles: the same pictures and captions
-    assert len(explained[4]) == 8 and all(caption.startswith("ch ") for _, caption in explained[4])
+    for index in (1, 5):  # the squeeze/excitation plot and the excitation map, as they are sent
+        assert plot.postprocess(explained[index]) == plot.postprocess(explain[index])
+    assert explained[3] == explain[3]  # the before/after pictures and their captions
+    assert len(explained[3]) == 4 and all(caption.startswith("ch ") for _, caption in explained[3])
 
 
 def test_one_request_hashes_the_picture_once_per_tab(tmp_path, every_tab_services, monkeypatch):

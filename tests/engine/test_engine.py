@@ -122,8 +122,8 @@ def test_hooks_are_removed_when_the_forward_raises(engine, tiny_registry, senet_
     monkeypatch.setattr(model, "forward_head", broken_head)
     with pytest.raises(RuntimeError, match="head exploded"):
         engine.run(senet_name, photo)
-    # hooks were in place: one per SE gate, and one on the default block for its input maps
-    assert during and during[0] == before + len(engine.registry.se_blocks(senet_name)) + 1
+    # hooks were in place: four per SE block (gate, squeeze, bottleneck, kept input maps)
+    assert during and during[0] == before + 4 * len(engine.registry.se_blocks(senet_name))
     assert hook_count(model) == before
     assert len(engine.cache) == 0  # a failed run caches nothing
     monkeypatch.undo()
@@ -239,38 +239,38 @@ def _direct_maps(loaded, image, block) -> np.ndarray:
     return inputs[block.name][0].numpy()
 
 
-def test_default_block_tiles_come_from_the_shared_pass(engine, tiny_registry, senet_name):
+def test_every_blocks_extreme_channels_come_from_the_shared_pass(engine, tiny_registry, senet_name):
     from senet_demo.excitation import extreme_channels
-    from senet_demo.se_blocks import MAP_CHANNELS, default_block
+    from senet_demo.se_blocks import MAP_CHANNELS
 
     image = picture(31, (146, 110))
-    blocks = engine.registry.se_blocks(senet_name)
-    block = next(b for b in blocks if b.name == default_block(blocks))
     outputs = engine.run(senet_name, image)
     passes = engine.forward_passes
-    for k in (1, 4, MAP_CHANNELS):
-        top, bottom = extreme_channels(outputs.excitations[block.name], k)
-        channels = [*top, *bottom]
-        maps = engine.feature_maps(senet_name, image, block, channels)
-        np.testing.assert_allclose(maps, _direct_maps(tiny_registry.get(senet_name), image, block)[channels],
-                                   atol=1e-5, rtol=0)
-    assert engine.forward_passes == passes  # no second forward for the tiles
-    kept = outputs.channel_maps[block.name]
-    assert len(kept) <= 2 * MAP_CHANNELS < block.channels  # only the extremes are kept, not all C maps
+    for block in engine.registry.se_blocks(senet_name):
+        direct = _direct_maps(tiny_registry.get(senet_name), image, block)
+        kept = outputs.channel_maps[block.name]
+        top, bottom = extreme_channels(outputs.excitations[block.name], MAP_CHANNELS)
+        assert set(kept) == {int(c) for c in (*top, *bottom)}  # the most and least excited, no more
+        assert len(kept) <= 2 * MAP_CHANNELS < block.channels  # only the extremes are kept, not all C maps
+        for k in (1, 4, MAP_CHANNELS):
+            top, bottom = extreme_channels(outputs.excitations[block.name], k)
+            channels = [*top, *bottom]
+            maps = engine.feature_maps(senet_name, image, block, channels)
+            np.testing.assert_allclose(maps, direct[channels], atol=1e-5, rtol=0)
+    assert engine.forward_passes == passes  # no second forward for any block's pictures
 
 
-def test_other_blocks_and_channels_take_an_eager_pass(engine, tiny_registry, senet_name):
-    from senet_demo.se_blocks import default_block
-
+def test_other_channels_take_an_eager_pass(engine, tiny_registry, senet_name):
     image = picture(32, (146, 110))
     blocks = engine.registry.se_blocks(senet_name)
-    default = next(b for b in blocks if b.name == default_block(blocks))
     outputs = engine.run(senet_name, image)
-    middle = [c for c in range(default.channels) if c not in outputs.channel_maps[default.name]][:3]
-    for block, channels in ((blocks[0], [0, 5, 2]), (default, middle)):
-        maps = engine.feature_maps(senet_name, image, block, channels)
-        np.testing.assert_allclose(maps, _direct_maps(tiny_registry.get(senet_name), image, block)[channels],
+    passes = engine.forward_passes
+    for block in (blocks[0], blocks[-1]):
+        middle = [c for c in range(block.channels) if c not in outputs.channel_maps[block.name]][:3]
+        maps = engine.feature_maps(senet_name, image, block, middle)
+        np.testing.assert_allclose(maps, _direct_maps(tiny_registry.get(senet_name), image, block)[middle],
                                    atol=1e-5, rtol=0)
+    assert engine.forward_passes == passes + 2  # one eager pass per block asked for, cached
 
 
 def test_multi_view_passes_keep_no_maps(engine, senet_name):

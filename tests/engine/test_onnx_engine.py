@@ -46,6 +46,10 @@ def assert_same_outputs(ort, eager, excitation_atol=1e-5):
     assert list(ort.excitations) == list(eager.excitations)
     for name, vector in eager.excitations.items():
         np.testing.assert_allclose(ort.excitations[name], vector, atol=excitation_atol, rtol=0)
+    for ort_steps, eager_steps in ((ort.squeezes, eager.squeezes), (ort.bottlenecks, eager.bottlenecks)):
+        assert list(ort_steps) == list(eager.excitations)  # every block's squeeze and bottleneck
+        for name, vector in eager_steps.items():
+            np.testing.assert_allclose(ort_steps[name], vector, atol=1e-4 * max(1.0, np.abs(vector).max()), rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -129,8 +133,9 @@ def test_graph_outputs_are_named_after_the_se_blocks(onnx_services, onnx_root, s
     backend = onnx_services.engine.backend(senet_name)
     names = [o.name for o in backend.session.get_outputs()]
     blocks = onnx_services.registry.se_blocks(senet_name)
-    # the default block's input maps last: the last block of the second-to-last stage
-    assert names == ["logits", "embedding", *(b.name for b in blocks), f"U_{blocks[-2].name}"]
+    # every block's gate, squeeze, bottleneck, kept input maps and their channels
+    assert names == ["logits", "embedding", *(b.name for b in blocks), *(f"z_{b.name}" for b in blocks),
+                     *(f"h_{b.name}" for b in blocks), *(f"U_{b.name}" for b in blocks), *(f"I_{b.name}" for b in blocks)]
     assert backend.session.get_inputs()[0].shape[0] == "batch"  # dynamic: ten crops in one call
 
 
@@ -433,22 +438,21 @@ def test_real_lite0_through_onnx_runtime_matches_eager(tmp_path):
             assert int(np.argmax(ort.probs)) == expected and ort.probs.max() > 0.5
 
 
-def test_onnx_runtime_serves_the_default_blocks_maps(onnx_services, engine, senet_name):
-    from senet_demo.excitation import extreme_channels
-    from senet_demo.se_blocks import MAP_CHANNELS, default_block
+def test_onnx_runtime_serves_every_blocks_kept_maps(onnx_services, engine, senet_name):
+    from senet_demo.se_blocks import MAP_CHANNELS
 
     image = picture(41, (146, 110))
     fast = onnx_services.engine
-    blocks = fast.registry.se_blocks(senet_name)
-    block = next(b for b in blocks if b.name == default_block(blocks))
     outputs = fast.run(senet_name, image)
     assert fast.backend_name(senet_name) == "onnxruntime"
-    top, bottom = extreme_channels(outputs.excitations[block.name], MAP_CHANNELS)
     passes = fast.forward_passes
-    maps = fast.feature_maps(senet_name, image, block, [*top, *bottom])
-    assert fast.forward_passes == passes
-    eager_maps = engine.feature_maps(senet_name, image, block, [*top, *bottom])
-    np.testing.assert_allclose(maps, eager_maps, atol=1e-4 * max(1.0, float(np.abs(eager_maps).max())), rtol=0)
+    for block in fast.registry.se_blocks(senet_name):
+        kept = sorted(outputs.channel_maps[block.name])
+        assert 0 < len(kept) <= 2 * MAP_CHANNELS
+        maps = fast.feature_maps(senet_name, image, block, kept)
+        eager_maps = engine.feature_maps(senet_name, image, block, kept)
+        np.testing.assert_allclose(maps, eager_maps, atol=1e-4 * max(1.0, float(np.abs(eager_maps).max())), rtol=0)
+    assert fast.forward_passes == passes  # served from the ONNX pass itself
 
 
 def test_a_graph_that_fails_on_the_validation_batch_stays_eager(tmp_path, resnet_name, engine, monkeypatch):

@@ -130,48 +130,76 @@ def test_formula_text_uses_the_blocks_own_sizes():
 # ---------------------------------------------------------------------------------------------- plots carry the data
 
 
-def test_excitation_map_plots_each_block_at_its_own_width_on_one_colour_scale():
+def test_excitation_map_sorts_each_blocks_channels_on_its_own_axis_and_one_colour_scale():
     blocks = [block("SE_2_1", 4), block("SE_2_2", 4), block("SE_3_1", 6), block("SE_4_1", 3)]
-    vectors = {b.name: np.linspace(0, 1, b.channels) ** (i + 1) for i, b in enumerate(blocks)}
+    rng = np.random.default_rng(3)
+    vectors = {b.name: rng.uniform(0, 1, b.channels) for b in blocks}
     vectors["SE_5_1"] = np.array([0.5])  # a block not asked for is not drawn
     fig = plots.excitation_map(vectors, blocks, "t").validated()
     assert [t.name for t in fig.data] == [b.name for b in blocks]
     for row, (trace, b) in enumerate(zip(fig.data, blocks)):
-        z = np.asarray(trace.z, dtype=float)
-        assert z.shape == (1, b.channels)  # not padded to the widest block
-        np.testing.assert_array_equal(z[0], vectors[b.name].astype(np.float32))
-        assert list(trace.y) == [row] and trace.coloraxis == "coloraxis" and f"block {b.name}<br>" in trace.hovertemplate
+        z, channels = np.asarray(trace.z, dtype=float)[0], np.asarray(trace.customdata)[0].astype(int)
+        assert z.shape == (b.channels,)  # not padded to the widest block
+        assert sorted(channels) == list(range(b.channels))
+        np.testing.assert_allclose(z, np.sort(vectors[b.name].astype(np.float32))[::-1])  # most excited first
+        np.testing.assert_allclose(z, vectors[b.name][channels].astype(np.float32))  # each cell names its channel
+        x = np.asarray(trace.x, dtype=float)
+        assert 0 < x[0] and x[-1] < 1  # every block spans the same width, whatever its C
+        assert list(trace.y) == [row] and trace.coloraxis == "coloraxis"
+        assert f"block {b.name}<br>channel %{{customdata}}" in trace.hovertemplate
     assert (fig.layout.coloraxis.cmin, fig.layout.coloraxis.cmax) == (0.0, 1.0)
     assert list(fig.layout.yaxis.ticktext) == [b.name for b in blocks] and list(fig.layout.yaxis.tickvals) == [0, 1, 2, 3]
     assert fig.layout.yaxis.autorange == "reversed"  # the first block on top
+    assert fig.layout.height >= 20 * len(blocks)  # rows tall enough to read
 
 
-def test_figure6_plot_shows_each_category_mean_on_the_sampled_channels():
+def test_the_summary_gives_each_blocks_mean_and_quartiles():
+    blocks = [block("SE_2_1", 4), block("SE_3_1", 8)]
+    vectors = {"SE_2_1": np.array([0.1, 0.2, 0.3, 0.9]), "SE_3_1": np.linspace(0, 1, 8)}
+    fig = plots.excitation_summary(vectors, blocks).validated()
+    mean = next(t for t in fig.data if t.name == "mean s")
+    np.testing.assert_allclose(mean.y, [0.375, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(mean.customdata)[:, 0], [np.percentile(v, 25) for v in vectors.values()],
+                               rtol=1e-6)
+    assert fig.layout.xaxis.title.text and fig.layout.yaxis.title.text
+
+
+def test_figure6_plot_shows_each_category_mean_on_the_sampled_channels_with_the_mean_beneath():
     big, small = block("SE_5_3", 2048), block("SE_4_6", 30)
     rng = np.random.default_rng(0)
     means = {c: {"SE_5_3": rng.uniform(0, 1, 2048), "SE_4_6": rng.uniform(0, 1, 30)} for c in ("x", "y", "all")}
-    fig = plots.figure6(means, [small, big], 50)
+    fig = plots.figure6(means, [small, big], 50).validated()
     traces = {(t.xaxis, t.name): t for t in fig.data}
     assert len(fig.data) == 2 * 3
     for axis, b in (("x", small), ("x2", big)):
         channels = ex.sampled_channels(b.channels)
-        for category in ("x", "y", "all"):
-            trace = traces[(axis, category)]
+        for category, name in (("x", "x"), ("y", "y"), ("all", "all categories")):
+            trace = traces[(axis, name)]
             np.testing.assert_array_equal(np.asarray(trace.x), channels)
-            np.testing.assert_allclose(np.asarray(trace.y), means[category][b.name][channels])
+            np.testing.assert_allclose(np.asarray(trace.y), means[category][b.name][channels], rtol=1e-6)
+    first = fig.data[0]
+    assert first.name == "all categories" and first.line.width <= 1.0  # thin, and drawn first: beneath
+    assert all(t.line.width > first.line.width for t in fig.data if t.name != "all categories")
+    assert fig.layout.xaxis.title.text == "channel index" and fig.layout.yaxis.title.text == "mean s"
     full = plots.figure6(means, [big], None)
-    assert len(full.data[0].x) == 2048
+    assert len(full.data[0]["x"]) == 2048
 
 
-def test_channel_and_depth_plots_carry_their_values():
+def test_comparison_gives_each_image_its_own_panel():
     b = block("SE_3_1", 6)
-    vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6)}
+    vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6), "three": np.full(6, 0.5)}
     fig = plots.channel_plot(vectors, b, np.array([0, 2, 5])).validated()
-    np.testing.assert_allclose(np.asarray(fig.data[1].y), vectors["two"][[0, 2, 5]])
+    own = [t for t in fig.data if t.name in vectors]
+    assert [t.name for t in own] == list(vectors)
+    assert len({t.yaxis for t in own}) == 3  # one panel each: no image hides another
+    np.testing.assert_allclose(np.asarray(own[1].y), vectors["two"][[0, 2, 5]])
+    domains = [fig.layout[f"yaxis{'' if i == 0 else i + 1}"].domain for i in range(3)]
+    assert all(upper[0] > lower[1] for upper, lower in zip(domains, domains[1:]))  # stacked, not overlapping
     profile = ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b])
     fig = plots.depth_profile(profile, [b], list(vectors)).validated()
     np.testing.assert_allclose(np.asarray(fig.data[-1].y), profile["spread"])
     np.testing.assert_allclose(np.asarray(fig.data[0].y), [0.5])
+    assert all(t.opacity < 1 for t in fig.data[:-1])  # translucent lines: crossing images stay visible
     assert fig.data[-1].yaxis == "y2" and fig.layout.yaxis2.domain[1] < fig.layout.yaxis.domain[0]  # its own panel
     assert fig.layout.xaxis.matches == "x2"  # one block axis for both panels
 
@@ -179,10 +207,14 @@ def test_channel_and_depth_plots_carry_their_values():
 def _explain_figures():
     b = block("SE_3_1", 6)
     vectors = {"one": np.linspace(0, 1, 6), "two": np.linspace(1, 0, 6).astype(np.float32)}
+    means = {c: {"SE_3_1": np.linspace(0, 1, 6)} for c in ("x", "all")}
     return [plots.excitation_map({"SE_3_1": vectors["one"], "SE_3_2": np.ones(4)}, [b, block("SE_3_2", 4)], "t"),
+            plots.excitation_summary({"SE_3_1": vectors["one"]}, [b]),
+            plots.se_steps(np.linspace(-1, 1, 6), np.linspace(0, 2, 3), vectors["one"], b, [5, 0]),
             plots.channel_plot(vectors, b, np.arange(6)),
             plots.channel_plot({"wide": np.linspace(0, 1, 2048)}, block("SE_5_1", 2048), np.arange(0, 2048, 7)),
-            plots.depth_profile(ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b]), [b], list(vectors))]
+            plots.depth_profile(ex.depth_profile([{"SE_3_1": v} for v in vectors.values()], [b]), [b], list(vectors)),
+            plots.figure6(means, [b], 50)]
 
 
 def test_the_explain_figures_are_valid_plotly_although_built_as_plain_dicts():
@@ -233,19 +265,23 @@ def test_a_figure_writes_out_its_template_as_plotly_would(template):
     assert json.loads(fig.to_json()) == json.loads(go.Figure(fig.to_plotly_json()).to_json())
 
 
-def test_feature_overlays_blend_the_jet_colour_of_each_normalised_map():
-    from matplotlib import colormaps
-
+def test_scale_pictures_share_one_colour_scale_so_a_shut_channel_fades():
+    """In pixel values: a channel with s < 0.05 renders darker after scaling than before, one with s > 0.95
+    almost unchanged, and the left half of each picture is the map as it was."""
     rng = np.random.default_rng(0)
-    view = Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
-    maps = [rng.normal(size=(7, 7)).astype(np.float32), np.float32(np.outer(np.arange(7), np.ones(7)) * 3.0 - 5)]
-    for overlay, fmap in zip(plots.feature_overlays(view, maps, size=56), maps):
-        scaled = (fmap - fmap.min()) / (fmap.max() - fmap.min() + 1e-8)
-        heat = np.asarray(Image.fromarray(np.uint8(scaled * 255)).resize((56, 56), Image.BILINEAR))
-        colored = Image.fromarray(np.uint8(colormaps["jet"](heat / 255.0)[..., :3] * 255))
-        expected = Image.blend(view.resize((56, 56)), colored, alpha=0.45)
-        assert overlay.size == (56, 56)
-        np.testing.assert_array_equal(np.asarray(overlay), np.asarray(expected))
+    maps = np.abs(rng.normal(size=(3, 7, 7))).astype(np.float32) + 0.2
+    gates = np.array([0.02, 0.97, 0.5], np.float32)
+    size, gap = 56, 8
+    pictures = plots.scale_pairs(maps, gates, size=size, gap=gap)
+    halves = [(np.asarray(p, float)[:, :size], np.asarray(p, float)[:, size + gap:]) for p in pictures]
+    assert all(p.size == (2 * size + gap, size) for p in pictures)
+    (shut_before, shut_after), (open_before, open_after), (half_before, half_after) = halves
+    assert shut_after.mean() < 0.25 * shut_before.mean()  # s = 0.02: nearly black
+    assert np.abs(open_after - open_before).mean() < 8  # s = 0.97: within a few grey levels
+    assert shut_after.mean() < half_after.mean() < open_after.mean()
+    brightest = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+    cell = shut_before[brightest[0] * size // 7 + 1, brightest[1] * size // 7 + 1]
+    np.testing.assert_allclose(cell, np.asarray(plots._magma_table()[255], float), atol=1)  # the map's own peak is the top colour
 
 
 # ---------------------------------------------------------------------------------------------- through the app

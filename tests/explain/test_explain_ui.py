@@ -81,15 +81,34 @@ def _array(value) -> np.ndarray:
     return np.array(value, dtype=float)
 
 
-def _heatmap_rows(figure: dict) -> dict[str, np.ndarray]:
-    """Block name -> its row of the excitation map (a single-row heatmap per block)."""
+VIEWS = ("steps_text", "steps_plot", "scale_text", "pictures", "map_text", "map_plot", "summary_plot",
+         "compare_text", "channel_plot", "depth_plot")  # what /explain returns, in order
+
+
+def _explain(client, **kwargs) -> dict:
+    return dict(zip(VIEWS, client.predict(api_name="/explain", **kwargs), strict=True))
+
+
+def _heatmap_rows(figure: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Block name -> (its row of the excitation map, the channel of each cell): one single-row heatmap per
+    block, as wide as the block, its channels sorted by s."""
     rows = {}
     for trace in figure["data"]:
         assert trace["type"] == "heatmap" and trace["coloraxis"] == "coloraxis"
         z = _array(trace["z"])
-        assert z.ndim == 2 and z.shape[0] == 1, z.shape  # one row per block, as wide as the block
-        rows[trace["name"]] = z[0]
+        assert z.ndim == 2 and z.shape[0] == 1, z.shape
+        rows[trace["name"]] = z[0], _array(trace["customdata"])[0].astype(int)
     return rows
+
+
+def _assert_map_shows(figure: dict, excitations: dict, names: list[str]) -> None:
+    rows = _heatmap_rows(figure)
+    assert list(rows) == names
+    for name in names:
+        values, channels = rows[name]
+        assert sorted(channels.tolist()) == list(range(len(excitations[name])))  # every channel, once
+        np.testing.assert_allclose(values, excitations[name][channels], atol=1e-4, err_msg=name)
+        assert np.all(np.diff(values) <= 1e-6), f"{name}: sorted from the most to the least excited"
 
 
 def _reference(app):
@@ -98,44 +117,54 @@ def _reference(app):
     return app["services"].engine.run(app["se"], load_image(app["query"]))
 
 
-def test_explain_with_just_an_image_names_the_default_block_and_plots_its_excitations(app):
-    text, excitation_map, channel_plot, depth_plot, tiles = app["client"].predict(
-        _image(app["query"]), api_name="/explain")
+def test_explain_with_just_an_image_shows_the_default_block_step_by_step(app):
+    from senet_demo.excitation import sampled_channels
+
+    views = _explain(app["client"], image=_image(app["query"]))
     reference = _reference(app)
     # default: the last block of the second-to-last stage, SE_4_1 = layer3.0.se with C = 1024, C/r = 64
-    assert "**SE_4_1**" in text and "`layer3.0.se`" in text and "1024 → 64 → 1024" in text
-    assert f"has {len(SE_BLOCKS)} SE blocks" in text
+    text = views["steps_text"]
+    assert "**SE_4_1**" in text and "`layer3.0.se`" in text and "1024 channels of" in text and "C/r = 64" in text
+    block = next(b for b in app["services"].registry.se_blocks(app["se"]) if b.name == "SE_4_1")
+    assert f"Its {block.params:,} parameters" in text and f"all {len(SE_BLOCKS)} SE blocks" in text
 
-    rows = _heatmap_rows(_figure(excitation_map))
-    assert list(rows) == SE_BLOCKS
-    for name in SE_BLOCKS:
-        np.testing.assert_allclose(rows[name], reference.excitations[name], atol=1e-4, err_msg=name)
+    # the squeeze, bottleneck and excitation plotted are the forward pass's own
+    steps = {t["name"]: t for t in _figure(views["steps_plot"])["data"]}
+    np.testing.assert_allclose(_array(steps["z"]["y"]), reference.squeezes["SE_4_1"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_array(steps["bottleneck"]["y"]), reference.bottlenecks["SE_4_1"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(_array(steps["s"]["y"]), reference.excitations["SE_4_1"], atol=1e-5)
+    assert len(_array(steps["bottleneck"]["y"])) == 64
 
-    lines = _figure(channel_plot)["data"]
+    _assert_map_shows(_figure(views["map_plot"]), reference.excitations, SE_BLOCKS)
+    summary = {t.get("name"): t for t in _figure(views["summary_plot"])["data"]}
+    np.testing.assert_allclose(_array(summary["mean s"]["y"]), [reference.excitations[n].mean() for n in SE_BLOCKS],
+                               atol=1e-5)
+
+    lines = _figure(views["channel_plot"])["data"]
     assert [t["name"] for t in lines] == ["your image"]
-    np.testing.assert_allclose(_array(lines[0]["y"]), reference.excitations["SE_4_1"], atol=1e-4)
+    channels = sampled_channels(1024)  # the paper's 50 evenly sampled channels by default
+    np.testing.assert_array_equal(_array(lines[0]["x"]), channels)
+    np.testing.assert_allclose(_array(lines[0]["y"]), reference.excitations["SE_4_1"][channels], atol=1e-4)
+    depth = _figure(views["depth_plot"])["data"]
+    np.testing.assert_allclose(_array(depth[0]["y"]), [reference.excitations[n].mean() for n in SE_BLOCKS], atol=1e-4)
 
-    depth = _figure(depth_plot)["data"]
-    means = _array(depth[0]["y"])
-    np.testing.assert_allclose(means, [reference.excitations[n].mean() for n in SE_BLOCKS], atol=1e-4)
-
-    # four most and four least excited channels of SE_4_1, with their own s values in the captions
+    # two most and two least excited channels of SE_4_1, before and after scaling, with their own s
     vector = reference.excitations["SE_4_1"]
-    captions = [tile["caption"] for tile in tiles]
-    assert len(captions) == 8
+    captions = [picture["caption"] for picture in views["pictures"]]
     channels = [int(re.match(r"ch (\d+) ", c).group(1)) for c in captions]
     order = np.argsort(-vector)
-    assert channels[:4] == order[:4].tolist() and channels[4:] == order[::-1][:4].tolist()
+    assert channels == [*order[:2].tolist(), *order[::-1][:2].tolist()]
     for channel, caption in zip(channels, captions):
-        assert f"s={vector[channel]:.3f}" in caption
+        assert f"s = {vector[channel]:.2f}" in caption
+    assert f"{channels[0]} (s = {vector[channels[0]]:.2f})" in views["scale_text"]
 
 
 def test_explain_for_a_model_without_se_says_why(app):
-    text, *plots_, tiles = app["client"].predict(image=_image(app["query"]), model=app["plain"],
-                                                 api_name="/explain")
+    views = _explain(app["client"], image=_image(app["query"]), model=app["plain"])
     label = app["services"].registry.specs[app["plain"]].label
-    assert "has no Squeeze-and-Excitation blocks" in text and label in text
-    assert plots_ == [None, None, None] and not tiles
+    assert "has no Squeeze-and-Excitation blocks" in views["steps_text"] and label in views["steps_text"]
+    assert "resnet152d" not in views["steps_text"]  # it speaks of the models this app serves
+    assert all(views[name] in (None, [], "") for name in VIEWS[1:])
 
 
 def test_ablate_with_just_an_image_shows_before_after_and_the_change(app):
@@ -165,16 +194,17 @@ def test_figure6_plots_each_categorys_mean_excitation(app):
     images after it (beta's first picture counted as alpha's)."""
     from senet_demo.images import load_image
 
-    figure = _figure(app["client"].predict(api_name="/figure6"))
+    text, payload = app["client"].predict(sample50=False, api_name="/figure6")
+    figure = _figure(payload)
     services, spec = app["services"], app["se"]
     singles = {label: [services.engine.run(spec, load_image(p)) for p in sorted((app["gallery"] / label).glob("*_[0-9].jpg"))]
                for label in ("alpha", "beta")}
     assert [len(v) for v in singles.values()] == [3, 3]
     expected = {label: {n: np.mean([o.excitations[n] for o in outs], axis=0) for n in SE_BLOCKS}
                 for label, outs in singles.items()}
-    expected["all"] = {n: (expected["alpha"][n] + expected["beta"][n]) / 2 for n in SE_BLOCKS}
+    expected["all categories"] = {n: (expected["alpha"][n] + expected["beta"][n]) / 2 for n in SE_BLOCKS}
 
-    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    titles = [re.match(r"<b>(\w+)</b>", a["text"]).group(1) for a in figure["layout"]["annotations"]]
     assert titles == SE_BLOCKS  # the Figure-6 blocks: last of every stage, all of the last (one each here)
     axes = {("x" if i == 0 else f"x{i + 1}"): name for i, name in enumerate(SE_BLOCKS)}
     seen = set()
@@ -183,7 +213,23 @@ def test_figure6_plots_each_categorys_mean_excitation(app):
         np.testing.assert_allclose(_array(trace["y"]), expected[trace["name"]][name], atol=1e-4,
                                    err_msg=f"{trace['name']} {name}")
         seen.add((trace["name"], name))
-    assert seen == {(c, n) for c in ("alpha", "beta", "all") for n in SE_BLOCKS}
+    assert seen == {(c, n) for c in ("alpha", "beta", "all categories") for n in SE_BLOCKS}
+    assert figure["data"][0]["name"] == "all categories"  # drawn first: beneath the categories' lines
+    assert "2 gallery categories" in text
+
+
+def test_figure6_starts_with_the_papers_50_sampled_channels(app):
+    from senet_demo.excitation import sampled_channels
+
+    _text, payload = app["client"].predict(api_name="/figure6")
+    figure = _figure(payload)
+    blocks = {b.name: b for b in app["services"].registry.se_blocks(app["se"])}
+    for trace in figure["data"]:
+        block = blocks[SE_BLOCKS[int(trace["xaxis"][1:] or 1) - 1]]
+        np.testing.assert_array_equal(_array(trace["x"]), sampled_channels(block.channels))
+        assert len(_array(trace["x"])) == min(50, block.channels)
+    layout = figure["layout"]
+    assert layout["xaxis"]["title"]["text"] == "channel index" and layout["yaxis"]["title"]["text"] == "mean s"
 
 
 def test_block_and_stage_choices_of_the_tab():
@@ -232,21 +278,21 @@ def test_all_six_views_work_for_other_se_families(other_families_app, family):
     blocks = services.registry.se_blocks(spec)
     chosen = default_block(blocks)
 
-    text, excitation_map, channel_plot, depth_plot, tiles = client.predict(
-        image=_image(app["query"]), model=spec, api_name="/explain")
-    assert f"**{chosen}**" in text and f"has {len(blocks)} SE blocks" in text
-    rows = _heatmap_rows(_figure(excitation_map))
-    assert list(rows) == [b.name for b in blocks]
-    for block in blocks:
-        np.testing.assert_allclose(rows[block.name], reference.excitations[block.name], atol=1e-4)
-    np.testing.assert_allclose(_array(_figure(channel_plot)["data"][0]["y"]), reference.excitations[chosen], atol=1e-4)
-    np.testing.assert_allclose(_array(_figure(depth_plot)["data"][0]["y"]),
+    views = _explain(client, image=_image(app["query"]), model=spec, sample50=False)
+    assert f"**{chosen}**" in views["steps_text"] and f"all {len(blocks)} SE blocks" in views["steps_text"]
+    _assert_map_shows(_figure(views["map_plot"]), reference.excitations, [b.name for b in blocks])
+    np.testing.assert_allclose(_array(_figure(views["channel_plot"])["data"][0]["y"]), reference.excitations[chosen],
+                               atol=1e-4)
+    np.testing.assert_allclose(_array(_figure(views["depth_plot"])["data"][0]["y"]),
                                [reference.excitations[b.name].mean() for b in blocks], atol=1e-4)
+    steps = {t["name"]: t for t in _figure(views["steps_plot"])["data"]}
+    np.testing.assert_allclose(_array(steps["z"]["y"]), reference.squeezes[chosen], rtol=1e-4, atol=1e-5)
     top_channel = int(np.argmax(reference.excitations[chosen]))
-    assert tiles and tiles[0]["caption"].startswith(f"ch {top_channel} ")
+    assert views["pictures"] and views["pictures"][0]["caption"].startswith(f"ch {top_channel} ")
 
-    figure = _figure(client.predict(model=spec, sample50=False, api_name="/figure6"))
-    assert [a["text"] for a in figure["layout"]["annotations"]] == [b.name for b in figure6_blocks(blocks)]
+    _text, payload = client.predict(model=spec, sample50=False, api_name="/figure6")
+    titles = [re.match(r"<b>(\w+)</b>", a["text"]).group(1) for a in _figure(payload)["layout"]["annotations"]]
+    assert titles == [b.name for b in figure6_blocks(blocks)]
 
     before, after, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice="all SE blocks",
                                                   api_name="/ablate")
@@ -267,8 +313,8 @@ def test_a_block_of_any_explain_model_can_be_asked_for_by_name(other_families_ap
     shown = {b.name for b in services.registry.se_blocks(app["specs"]["legacy-senet"])}  # the first SE model's
     spec = app["specs"]["efficientnet"]
     first = next(b.name for b in services.registry.se_blocks(spec) if b.name not in shown)
-    text, *_ = client.predict(image=_image(app["query"]), model=spec, block_name=first, api_name="/explain")
-    assert f"**{first}**" in text
+    views = _explain(client, image=_image(app["query"]), model=spec, block_name=first)
+    assert f"**{first}**" in views["steps_text"]
     _, _, ablation_text = client.predict(image=_image(app["query"]), model=spec, choice=first, api_name="/ablate")
     assert f"Switching off **{first}**" in ablation_text
     unseen = app["query"].with_name("unseen.png")

@@ -90,12 +90,12 @@ def answer(app, endpoint: str, path: Path):
     if endpoint == "/retrieve":
         gallery, _ = outputs
         return [entry["caption"] for entry in gallery]
-    text, excitation_map, channel_plot, _depth_plot, tiles = outputs
-    assert "SE blocks" in text
-    # the feature-map tiles are overlays on the picture itself, served as JPEG files
-    assert all(tile["image"]["path"].endswith(".jpeg") for tile in tiles)
-    overlays = [hashlib.sha256(Path(tile["image"]["path"]).read_bytes()).hexdigest() for tile in tiles]
-    return excitation_map["plot"], channel_plot["plot"], [tile["caption"] for tile in tiles], overlays
+    steps_text, steps_plot, _scale, pictures, _map_text, excitation_map, *_ = outputs
+    assert "SE blocks" in steps_text
+    # the before/after pictures of the block's channels, served as PNG files
+    assert pictures and all(p["image"]["path"].endswith(".png") for p in pictures)
+    drawn = [hashlib.sha256(Path(p["image"]["path"]).read_bytes()).hexdigest() for p in pictures]
+    return steps_plot["plot"], excitation_map["plot"], [p["caption"] for p in pictures], drawn
 
 
 @pytest.fixture(scope="module")

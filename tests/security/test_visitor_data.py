@@ -123,11 +123,14 @@ def _answers(services: Services, image: Path) -> list:
     classified = classify_image(services, str(image), "none", *[1.0] * len(names))
     # The forward's own time is shown, which differs between two runs of the same forward on any machine.
     classified[1] = re.sub(r"\| \d+ ms \|", "| N ms |", classified[1])
-    text, *plots, tiles = explain_image(services, str(image), se_model, "auto", [], [], False, 4)
-    figures = [gr.Plot().postprocess(p) for p in plots]
-    tiles = [(np.asarray(tile).tolist(), caption) for tile, caption in tiles]
+    views = explain_image(services, str(image), se_model, "auto", [], [], False, 4)
+    texts = [view for view in views if isinstance(view, str)]
+    figures = [gr.Plot().postprocess(view) for view in views if hasattr(view, "to_json")]
+    pictures = [(np.asarray(picture).tolist(), caption) for view in views if isinstance(view, list)
+                for picture, caption in view]
+    assert len(texts) + len(figures) + 1 == len(views) and pictures
     found, note = retrieve_image(services, str(image), "ensemble", 4, None)
-    return [classified, text, figures, tiles, found, note]
+    return [classified, texts, figures, pictures, found, note]
 
 
 def test_a_visitors_answers_are_the_same_whether_or_not_another_sent_the_picture_first(tmp_path, resnet_name,
