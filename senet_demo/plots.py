@@ -66,6 +66,9 @@ PLOT_CSS = """
 .dark .js-plotly-plot .main-svg text { fill: #e5e7eb !important; }
 .dark .js-plotly-plot .hoverlayer text { fill: inherit; }
 .dark .js-plotly-plot .gridlayer path, .dark .js-plotly-plot .zerolinelayer path { stroke: rgba(200, 200, 200, 0.25) !important; }
+/* The scale step's pictures are twice as wide as tall: their cells follow, instead of Gradio's squares. */
+#explain-scale .thumbnail-item { aspect-ratio: 344 / 196 !important; }
+#explain-scale .thumbnail-item img { object-fit: contain !important; }
 """
 MUTED = "#8c8c8c"  # the mean of all categories, the other images: beneath the lines read first
 
@@ -90,50 +93,55 @@ def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, s
     scaling are marked on s."""
     channels, units = np.arange(len(z)), np.arange(len(hidden))
     marked = np.asarray(shown, dtype=np.int64)
+
+    def values(x, y, name, color, axis, what):
+        # hundreds of channels: dots read better than hairline bars
+        shape = ({"type": "bar", "marker": {"color": color}} if len(y) <= 128 else
+                 {"type": "scatter", "mode": "markers", "marker": {"color": color, "size": 4}})
+        return {**shape, "x": x, "y": np.asarray(y, np.float32), "name": name, "xaxis": f"x{axis}",
+                "yaxis": f"y{axis}", "hovertemplate": f"{what} %{{x}}<br>{name} = %{{y:.3f}}<extra></extra>"}
+
     traces = [
-        {"type": "bar", "x": channels, "y": np.asarray(z, np.float32), "name": "z", "marker": {"color": "#4c78a8"},
-         "xaxis": "x", "yaxis": "y", "hovertemplate": "channel %{x}<br>z = %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": units, "y": np.asarray(hidden, np.float32), "name": "bottleneck",
-         "marker": {"color": "#f58518"}, "xaxis": "x2", "yaxis": "y2",
-         "hovertemplate": "unit %{x}<br>value %{y:.3f}<extra></extra>"},
-        {"type": "bar", "x": channels, "y": np.asarray(s, np.float32), "name": "s", "marker": {"color": "#54a24b"},
-         "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f}<extra></extra>"},
+        values(channels, z, "z", "#3b6ea5", "", "channel"),
+        values(units, hidden, "bottleneck", "#d9730d", "2", "unit"),
+        values(channels, s, "s", "#2f8a3b", "3", "channel"),
         {"type": "scatter", "mode": "markers", "x": marked, "y": np.asarray(s, np.float32)[marked],
          "name": "shown below", "marker": {"color": "#e45756", "size": 9, "symbol": "diamond"},
          "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f} (shown below)<extra></extra>"},
     ]
     c, cr = block.channels, block.reduced
     return PlotlyFigure(traces, _layout(
-        f"{block.name}: squeeze → excitation, C = {c}, C/r = {cr}", 620, showlegend=False, bargap=0,
-        xaxis=_axis(f"① squeeze z: the mean of each of the {c} channels", anchor="y"),
-        yaxis=_axis("z", domain=[0.74, 1.0]),
-        xaxis2=_axis(f"② bottleneck: {cr} values after FC and the activation", anchor="y2"),
-        yaxis2=_axis("value", domain=[0.40, 0.62]),
-        xaxis3=_axis(f"③ excitation s = σ(FC(…)): one weight per channel (channel index)", anchor="y3"),
-        yaxis3=_axis("s", domain=[0.0, 0.28], range=[0, 1.05]),
+        f"{block.name}: squeeze and excitation", 640, showlegend=False, bargap=0.1,
+        xaxis=_axis(f"① z: the mean of each of {c} channels", anchor="y"),
+        yaxis=_axis("z", domain=[0.75, 1.0]),
+        xaxis2=_axis(f"② bottleneck: {cr} values", anchor="y2"),
+        yaxis2=_axis("value", domain=[0.41, 0.63]),
+        xaxis3=_axis("③ s: the weight of each channel", anchor="y3"),
+        yaxis3=_axis("s", domain=[0.0, 0.29], range=[0, 1.05]),
     ))
 
 
-def scale_pairs(maps: np.ndarray, gates: np.ndarray, size: int = 168, gap: int = 8) -> list[Image.Image]:
+def scale_pairs(maps: np.ndarray, gates: np.ndarray, size: int = 168, gap: int = 8, band: int = 28) -> list[Image.Image]:
     """Each channel's map before (left) and after (right) multiplying by its gate, side by side.
 
-    Both halves share one colour scale, that of the map before scaling (magma: black is 0, and negative
-    values are shown as 0), so a channel with s near 0 fades to black and one with s near 1 stays as it
-    was. Pixels are enlarged without smoothing: one square per position of the block's H x W map.
+    Brightness is the size of a value, |u| (magma: black is 0), on one colour scale per channel, that of the
+    map before scaling: a channel with s near 0 fades to black, one with s near 1 stays as it was. Pixels
+    are enlarged without smoothing (one square per position of the block's H x W map). A grey band below
+    leaves room for the caption the page lays over the picture's foot.
     """
     table = _magma_table().tobytes()
     pairs = []
     for fmap, gate in zip(maps, gates):
-        fmap = np.asarray(fmap, np.float32)
-        top = float(fmap.max())
+        magnitude = np.abs(np.asarray(fmap, np.float32))
+        top = float(magnitude.max())
         scale = top if top > 0 else 1.0
         halves = []
-        for values in (fmap, fmap * float(gate)):
+        for values in (magnitude, magnitude * float(gate)):
             level = Image.fromarray(np.uint8(np.clip(values / scale, 0.0, 1.0) * 255))
             level = level.resize((size, size), Image.NEAREST)
             level.putpalette(table)
             halves.append(level.convert("RGB"))
-        pair = Image.new("RGB", (2 * size + gap, size), (128, 128, 128))
+        pair = Image.new("RGB", (2 * size + gap, size + band), (128, 128, 128))
         pair.paste(halves[0], (0, 0))
         pair.paste(halves[1], (size + gap, 0))
         pairs.append(pair)
@@ -161,7 +169,7 @@ def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], ti
                    "colorbar": {"title": {"text": "s"}, "thickness": 12, "len": 0.8}},
         yaxis=_axis("SE block (by depth)", autorange="reversed", tickvals=list(range(len(blocks))),
                     ticktext=[b.name for b in blocks], showgrid=False),
-        xaxis=_axis("channels of each block, sorted by s (most → least)", range=[0, 1], tickformat=".0%",
+        xaxis=_axis("channels, sorted by s (most → least)", range=[0, 1], tickformat=".0%",
                     showgrid=False),
     ))
 
@@ -182,7 +190,7 @@ def excitation_summary(excitations: dict[str, np.ndarray], blocks: list[SEBlock]
          "hovertemplate": "%{x}<br>mean s %{y:.3f}<br>quartiles %{customdata[0]:.2f} · %{customdata[1]:.2f} · "
                           "%{customdata[2]:.2f}<extra></extra>"},
     ]
-    return PlotlyFigure(traces, _layout("Each block in one number: mean s, and where half the channels lie", 340,
+    return PlotlyFigure(traces, _layout("Mean s per block", 340,
         xaxis=_axis("SE block (by depth)", tickangle=-60), yaxis=_axis("excitation s", range=[0, 1.02])))
 
 
@@ -191,11 +199,11 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
     the first image repeated in grey beneath the others so each can be read against it."""
     names = list(series)
     rows = len(names)
-    gap = 0.06
+    gap = 0.1 if rows > 1 else 0.0  # room for each panel's image name
     height = (1.0 - gap * (rows - 1)) / rows
     channels = np.asarray(channels)
     mode = "lines+markers" if len(channels) <= 64 else "lines"
-    traces, layout_axes = [], {}
+    traces, layout_axes, notes = [], {}, []
     for i, name in enumerate(names):
         suffix = "" if i == 0 else str(i + 1)
         top = 1.0 - i * (height + gap)
@@ -211,9 +219,12 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
                                               **({} if i == 0 else {"matches": "x"}),
                                               showticklabels=i == rows - 1)
         layout_axes[f"yaxis{suffix}"] = _axis("s", domain=[max(0.0, top - height), top], range=[0, 1.05])
-    sampled = "" if len(channels) == block.channels else f", {len(channels)} evenly sampled"
-    return PlotlyFigure(traces, _layout(f"{block.name}: s per channel (C = {block.channels}{sampled})",
-                                        120 + 170 * rows, **layout_axes))
+        notes.append({"text": f"<b>{name}</b>", "xref": "paper", "yref": f"y{suffix} domain", "x": 0, "y": 1.0,
+                      "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+                      "font": {"size": 13, "color": COLORS[i % len(COLORS)]}})
+    shown = f"all {block.channels}" if len(channels) == block.channels else f"{len(channels)} of {block.channels}"
+    return PlotlyFigure(traces, _layout(f"{block.name}: s per channel ({shown})", 110 + 190 * rows,
+                                        showlegend=False, annotations=notes, **layout_axes))
 
 
 def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_names: list[str]) -> PlotlyFigure:
@@ -229,16 +240,24 @@ def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_n
          "hovertemplate": "%{x}<br>mean %{y:.3f} ± %{customdata:.3f}<extra>" + image_name + "</extra>"}
         for i, image_name in enumerate(image_names)
     ]
+    if len(image_names) < 2:  # nothing to tell apart: one panel
+        return PlotlyFigure(traces, _layout("Mean s per block", 400,
+            xaxis=_axis("SE block (by depth)", tickangle=-60), yaxis=_axis("mean s", range=[0, 1.02])))
     traces.append({"type": "bar", "x": names, "y": profile["spread"], "name": "difference between images",
                    "marker": {"color": MUTED}, "xaxis": "x2", "yaxis": "y2",
                    "hovertemplate": "%{x}<br>mean pairwise RMS distance %{y:.3f}<extra></extra>"})
     # two stacked panels sharing the block axis (what make_subplots builds, at a fraction of its cost)
-    return PlotlyFigure(traces, _layout("Depth profile: mean s per block, per image", 540,
+    layout = _layout("Mean s per block, per image", 620,
         xaxis=_axis("", anchor="y", matches="x2", showticklabels=False),
-        yaxis=_axis("mean s", domain=[0.40, 1.0]),
+        yaxis=_axis("mean s", domain=[0.40, 1.0], range=[0, 1.02]),
         xaxis2=_axis("SE block (by depth)", anchor="y2", tickangle=-60),
-        yaxis2=_axis("images differ by", domain=[0.0, 0.30]),
-    ))
+        yaxis2=_axis("images differ by", domain=[0.0, 0.30], rangemode="tozero"),
+    )
+    # the legend below the panels, where its rows never cover the title on a phone
+    layout["legend"] = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
+                        "bgcolor": "rgba(0,0,0,0)"}
+    layout["margin"] = {"l": 10, "r": 10, "t": 60, "b": 100}
+    return PlotlyFigure(traces, layout)
 
 
 def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], sample: int | None) -> PlotlyFigure:
@@ -246,7 +265,7 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
     beneath them in grey; the paper's 50 evenly sampled channels, or all of them."""
     categories = [c for c in means if c != "all"]
     rows = len(blocks)
-    gap = 0.1 / max(1, rows - 1) if rows > 1 else 0.0
+    gap = 0.3 / max(1, rows - 1) if rows > 1 else 0.0  # room for each panel's name and tick labels
     height = (1.0 - gap * (rows - 1)) / rows
     traces, axes, notes = [], {}, []
     for index, block in enumerate(blocks):
@@ -263,17 +282,18 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
                 "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
                 "hovertemplate": f"{block.name}<br>channel %{{x}}<br>mean s %{{y:.3f}}<extra>{category}</extra>"})
         top = 1.0 - index * (height + gap)
-        axes[f"xaxis{suffix}"] = _axis("channel index", anchor=f"y{suffix}", title_standoff=2)
+        axes[f"xaxis{suffix}"] = _axis("channel index" if index == rows - 1 else "", anchor=f"y{suffix}")
         axes[f"yaxis{suffix}"] = _axis("mean s", domain=[max(0.0, top - height), top], range=[0, 1.02])
         notes.append({"text": f"<b>{block.name}</b> (C = {block.channels})", "xref": "paper",
                       "yref": f"y{suffix} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
                       "showarrow": False, "font": {"size": 13}})
-    shown = f"{len(sampled_channels(blocks[0].channels, sample))} evenly sampled channels per block" if sample and blocks \
-        else "all channels"
-    layout = _layout(f"Mean excitation per category ({shown})", 150 + 250 * rows, annotations=notes, **axes)
-    layout["legend"] = {"orientation": "h", "yanchor": "bottom", "y": 1.0 + 60 / (150 + 250 * rows), "x": 0,
+    # The title is the text above the plot; the legend goes below the panels, where it may take several rows
+    # on a phone without covering anything.
+    height = 120 + 230 * rows
+    layout = _layout("", height, annotations=notes, showlegend=True, **axes)
+    layout["legend"] = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
                         "bgcolor": "rgba(0,0,0,0)", "font": {"size": 12}}
-    layout["margin"] = {"l": 10, "r": 10, "t": 110, "b": 10}
+    layout["margin"] = {"l": 10, "r": 10, "t": 30, "b": 110}
     return PlotlyFigure(traces, layout)
 
 

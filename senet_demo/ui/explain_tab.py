@@ -50,7 +50,7 @@ AUTO_BLOCK = "auto"  # the chosen model's default block, so API calls naming onl
 def block_choices(blocks: list[SEBlock]) -> list[tuple[str, str]]:
     if not blocks:
         return []
-    auto = (f"{AUTO_BLOCK} ({default_block(blocks)}: last block of the second-to-last stage)", AUTO_BLOCK)
+    auto = (f"{AUTO_BLOCK} ({default_block(blocks)})", AUTO_BLOCK)
     return [auto, *[(f"{b.name} · {b.path} · C={b.channels}", b.name) for b in blocks]]
 
 
@@ -152,7 +152,7 @@ def explain_views(services: Services, model: str, block: SEBlock, series: list[t
         scale_text(shown, s, cost.blocks[block.name].input_hw),
         pictures,
         map_text(main.excitations, blocks),
-        plots.excitation_map(main.excitations, blocks, f"Every SE block of {label}, for your image"),
+        plots.excitation_map(main.excitations, blocks, "Every SE block, for your image"),
         plots.excitation_summary(main.excitations, blocks),
         compare_text(names, block, profile["spread"], blocks),
         plots.channel_plot({name: out.excitations[block.name] for name, out in zip(names, outputs)}, block, channels),
@@ -270,53 +270,58 @@ def build(services: Services) -> TabEvent:
             with gr.Accordion(f"Compare with (up to {MAX_COMPARED - 1} more images)", open=False):
                 picks = gr.Dropdown([item.id for item in services.gallery()], multiselect=True,
                                     max_choices=MAX_COMPARED - 1, label="Gallery images", value=[])
-                upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images")
+                upload_box = gr.File(file_count="multiple", file_types=["image"], label="Or upload images",
+                                     elem_id="explain-compare-files")
                 # per-visitor; keeps the endpoint callable with just an image
                 uploads = gr.State([], delete_callback=forget_compared)
             button = gr.Button("Explain", variant="primary")
             examples_slot = gr.Column()
         with gr.Column(scale=2, min_width=300):
-            with gr.Tabs(elem_id="explain-views"):
-                with gr.Tab("Step by step", id="steps"):
-                    steps_note = gr.Markdown(WHAT_SE_DOES if start_blocks else why_nothing(services, default_model),
-                                             elem_id="explain-steps-text")
-                    steps_plot = gr.Plot(label="Squeeze and excitation", elem_id="explain-steps-plot")
-                    scale_note = gr.Markdown(elem_id="explain-scale-text")
-                    pictures = gr.Gallery(label="④ Scale: each channel before (left) and after (right) × s",
-                                          columns=2, height="auto", format="png", elem_id="explain-scale",
-                                          object_fit="contain")
-                with gr.Tab("Map", id="map"):
-                    map_note = gr.Markdown(elem_id="explain-map-text")
-                    map_plot = gr.Plot(label="Excitation map", elem_id="explain-map-plot")
-                    summary_plot = gr.Plot(label="Per-block summary", elem_id="explain-summary-plot")
-                with gr.Tab("Compare", id="compare"):
-                    compare_note = gr.Markdown(elem_id="explain-compare-text")
-                    sample50 = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper plots); "
-                                                             "untick for all")
-                    channel_plot = gr.Plot(label="Per-channel excitation", elem_id="explain-channel-plot")
-                    depth_plot = gr.Plot(label="Depth profile", elem_id="explain-depth-plot")
-                with gr.Tab("Figure 6", id="figure6"):
-                    fig6_note = gr.Markdown("The SENet paper's Figure 6: the mean excitation of each category in the "
-                                            "last SE block of each stage and every block of the last stage, from the "
-                                            "gallery's images.", elem_id="explain-fig6-text")
-                    with gr.Row():
-                        fig6_sample = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper); "
-                                                                    "untick for all")
-                        fig6_button = gr.Button("Build Figure 6")
-                    fig6_plot = gr.Plot(label="Figure 6", elem_id="explain-fig6-plot")
-                with gr.Tab("SE off", id="ablation"):
-                    gr.Markdown("Switch SE off (its gate forced to 1, so the block passes U unchanged) and see "
-                                "how the prediction for your image changes.")
-                    ablate_choice = gr.Dropdown(ablation_choices(start_blocks),
-                                                value="all SE blocks" if start_blocks else None,
-                                                label="Switch SE off in",
-                                                allow_custom_value=True)  # checked by the handler, as the block is
-                    ablate_button = gr.Button("Run with SE switched off")
-                    with gr.Row():
-                        before = gr.Label(num_top_classes=5, label="With SE")
-                        after = gr.Label(num_top_classes=5, label="SE switched off")
-                    ablate_text = gr.Markdown()
+            # A choice of views rather than tabs: all five stay one tap away on a phone, where tabs overflow.
+            view = gr.Radio(VIEWS, value=VIEWS[0], label="View", elem_id="explain-view")
+            with gr.Column(visible=True, elem_id="explain-steps") as steps_view:
+                steps_note = gr.Markdown(WHAT_SE_DOES if start_blocks else why_nothing(services, default_model),
+                                         elem_id="explain-steps-text")
+                steps_plot = gr.Plot(label="Squeeze and excitation", elem_id="explain-steps-plot")
+                scale_note = gr.Markdown(elem_id="explain-scale-text")
+                # no floating label: it would cover the first row; the text above says what the pictures are
+                pictures = gr.Gallery(label="Each channel before (left) and after (right) × s", show_label=False,
+                                      columns=2, height="auto", format="png", elem_id="explain-scale",
+                                      object_fit="contain")
+            with gr.Column(visible=False, elem_id="explain-map") as map_view:
+                map_note = gr.Markdown(elem_id="explain-map-text")
+                map_plot = gr.Plot(label="Excitation map", elem_id="explain-map-plot")
+                summary_plot = gr.Plot(label="Per-block summary", elem_id="explain-summary-plot")
+            with gr.Column(visible=False, elem_id="explain-compare") as compare_view:
+                compare_note = gr.Markdown(elem_id="explain-compare-text")
+                sample50 = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper plots); "
+                                                         "untick for all")
+                channel_plot = gr.Plot(label="Per-channel excitation", elem_id="explain-channel-plot")
+                depth_plot = gr.Plot(label="Depth profile", elem_id="explain-depth-plot")
+            with gr.Column(visible=False, elem_id="explain-figure6") as figure6_view:
+                fig6_note = gr.Markdown("The SENet paper's Figure 6: the mean excitation of each category in the "
+                                        "last SE block of each stage and every block of the last stage, from the "
+                                        "gallery's images.", elem_id="explain-fig6-text")
+                with gr.Row():
+                    fig6_sample = gr.Checkbox(value=True, label="50 evenly sampled channels (as the paper); "
+                                                                "untick for all")
+                    fig6_button = gr.Button("Build Figure 6")
+                fig6_plot = gr.Plot(label="Figure 6", elem_id="explain-fig6-plot")
+            with gr.Column(visible=False, elem_id="explain-ablation") as ablation_view:
+                gr.Markdown("Switch SE off (its gate forced to 1, so the block passes U unchanged) and see "
+                            "how the prediction for your image changes.")
+                ablate_choice = gr.Dropdown(ablation_choices(start_blocks),
+                                            value="all SE blocks" if start_blocks else None,
+                                            label="Switch SE off in",
+                                            allow_custom_value=True)  # checked by the handler, as the block is
+                ablate_button = gr.Button("Run with SE switched off")
+                with gr.Row():
+                    before = gr.Label(num_top_classes=5, label="With SE")
+                    after = gr.Label(num_top_classes=5, label="SE switched off")
+                ablate_text = gr.Markdown()
 
+    views = [steps_view, map_view, compare_view, figure6_view, ablation_view]
+    view.change(show_view, view, views, api_visibility="private", queue=False, show_progress="hidden")
     explain = functools.partial(explain_image, services)
     explain_inputs = [image, model, block, picks, uploads, sample50, k]
     explain_outputs = [steps_note, steps_plot, scale_note, pictures, map_note, map_plot, summary_plot,
@@ -337,6 +342,14 @@ def build(services: Services) -> TabEvent:
                  [block, ablate_choice, *explain_outputs, fig6_note, fig6_plot, before, after, ablate_text],
                  api_name="model_changed", api_visibility="private")
     return TabEvent(explain_inputs, explain_outputs)
+
+
+VIEWS = ["Step by step", "Map", "Compare", "Figure 6", "SE off"]
+
+
+def show_view(chosen: str) -> list:
+    """Only the chosen view's column is shown."""
+    return [gr.Column(visible=name == chosen) for name in VIEWS]
 
 
 def explain_example(services: Services, examples: list[str], chosen, *settings, progress=gr.Progress()):

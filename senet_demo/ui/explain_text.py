@@ -53,9 +53,9 @@ def scale_text(shown: list[tuple[str, int]], s: np.ndarray, hw: tuple[int, int])
     """What the before/after pictures show, naming their channels and gates."""
     most = ", ".join(f"{c} (s = {s[c]:.2f})" for kind, c in shown if kind == "most")
     least = ", ".join(f"{c} (s = {s[c]:.2f})" for kind, c in shown if kind == "least")
-    return (f"Each picture: **left**, a channel's {hw[0]}×{hw[1]} map as the block receives it; **right**, the "
-            f"same map after × s, on the same colours (black is 0). Most excited channels: {most}: they stay. "
-            f"Least excited: {least}: they fade.")
+    return (f"④ Each picture: **left**, a channel's {hw[0]}×{hw[1]} map as the block receives it; **right**, the "
+            f"same map after × s, on the same colours (brightness is the size of a value; black is 0). Most excited "
+            f"channels: {most}: they stay. Least excited: {least}: they fade.")
 
 
 def map_text(excitations: dict[str, np.ndarray], blocks: list[SEBlock]) -> str:

@@ -180,7 +180,8 @@ def test_figure6_plot_shows_each_category_mean_on_the_sampled_channels_with_the_
     first = fig.data[0]
     assert first.name == "all categories" and first.line.width <= 1.0  # thin, and drawn first: beneath
     assert all(t.line.width > first.line.width for t in fig.data if t.name != "all categories")
-    assert fig.layout.xaxis.title.text == "channel index" and fig.layout.yaxis.title.text == "mean s"
+    assert fig.layout.xaxis2.title.text == "channel index" and fig.layout.yaxis.title.text == "mean s"  # bottom panel
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0  # below the panels, covering nothing
     full = plots.figure6(means, [big], None)
     assert len(full.data[0]["x"]) == 2048
 
@@ -269,17 +270,17 @@ def test_scale_pictures_share_one_colour_scale_so_a_shut_channel_fades():
     """In pixel values: a channel with s < 0.05 renders darker after scaling than before, one with s > 0.95
     almost unchanged, and the left half of each picture is the map as it was."""
     rng = np.random.default_rng(0)
-    maps = np.abs(rng.normal(size=(3, 7, 7))).astype(np.float32) + 0.2
+    maps = rng.normal(size=(3, 7, 7)).astype(np.float32)  # negative values too: brightness is |u|
     gates = np.array([0.02, 0.97, 0.5], np.float32)
-    size, gap = 56, 8
-    pictures = plots.scale_pairs(maps, gates, size=size, gap=gap)
-    halves = [(np.asarray(p, float)[:, :size], np.asarray(p, float)[:, size + gap:]) for p in pictures]
-    assert all(p.size == (2 * size + gap, size) for p in pictures)
+    size, gap, band = 56, 8, 20
+    pictures = plots.scale_pairs(maps, gates, size=size, gap=gap, band=band)
+    assert all(p.size == (2 * size + gap, size + band) for p in pictures)
+    halves = [(np.asarray(p, float)[:size, :size], np.asarray(p, float)[:size, size + gap:]) for p in pictures]
     (shut_before, shut_after), (open_before, open_after), (half_before, half_after) = halves
     assert shut_after.mean() < 0.25 * shut_before.mean()  # s = 0.02: nearly black
     assert np.abs(open_after - open_before).mean() < 8  # s = 0.97: within a few grey levels
     assert shut_after.mean() < half_after.mean() < open_after.mean()
-    brightest = np.unravel_index(np.argmax(maps[0]), maps[0].shape)
+    brightest = np.unravel_index(np.argmax(np.abs(maps[0])), maps[0].shape)
     cell = shut_before[brightest[0] * size // 7 + 1, brightest[1] * size // 7 + 1]
     np.testing.assert_allclose(cell, np.asarray(plots._magma_table()[255], float), atol=1)  # the map's own peak is the top colour
 
