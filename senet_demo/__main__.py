@@ -4,7 +4,7 @@
     python -m senet_demo classify --json photo.jpg     # ensemble + members, top-5, as JSON
     python -m senet_demo retrieve --gallery gallery --queries queries --out results.json
     python -m senet_demo evaluate-gallery --gallery gallery   # P@1, P@5, mAP as JSON
-    python -m senet_demo explain --json photo.jpg      # every SE block's excitation vector
+    python -m senet_demo explain --json photo.jpg      # every SE block's squeeze, bottleneck and excitation
     python -m senet_demo export-lite0                  # a real ImageNet model that needs no network
     python -m senet_demo index --gallery gallery --out gallery-index   # embed on Ray (requirements-ray.txt)
     python -m senet_demo retrieve --gallery index:gallery-index --queries queries --out results.json
@@ -367,6 +367,8 @@ def _explain(args) -> int:
     blocks = services.registry.se_blocks(name)
     rows = [
         {"name": b.name, "path": b.path, "channels": b.channels, "reduction": b.reduction,
+         "squeeze": [round(float(v), 6) for v in outputs.squeezes[b.name]],  # z: the mean of each input channel
+         "bottleneck": [round(float(v), 6) for v in outputs.bottlenecks[b.name]],  # C/r values after the activation
          "excitation": [round(float(v), 6) for v in outputs.excitations[b.name]]}
         for b in blocks
     ]

@@ -343,7 +343,7 @@ def _explain_cli(spec: str, image: Path, weights_dir: Path) -> subprocess.Comple
     )
 
 
-def test_explain_command_prints_every_block_with_its_excitation(tmp_path):
+def test_explain_command_prints_every_block_with_its_squeeze_and_excitation(tmp_path):
     from senet_demo.images import load_image
 
     spec, _ = fixtures.exported("resnet-semodule")
@@ -365,6 +365,10 @@ def test_explain_command_prints_every_block_with_its_excitation(tmp_path):
         assert row["channels"] == weight.shape[1]
         assert row["reduction"] == pytest.approx(weight.shape[1] / weight.shape[0])
         np.testing.assert_allclose(row["excitation"], expected.excitations[row["name"]], atol=1e-5)
+        # the step values beside the gates: z (C floats) and the bottleneck (C/r floats)
+        assert len(row["squeeze"]) == row["channels"] and len(row["bottleneck"]) == weight.shape[0]
+        np.testing.assert_allclose(row["squeeze"], expected.squeezes[row["name"]], atol=1e-5)
+        np.testing.assert_allclose(row["bottleneck"], expected.bottlenecks[row["name"]], atol=1e-5)
     assert rows[0]["channels"] == 256 and rows[0]["reduction"] == 16
 
 
