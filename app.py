@@ -136,14 +136,16 @@ def main(argv=None) -> None:
             raise SystemExit(2)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     services = build_services(args)
-    from senet_demo.ui import allowed_paths, build_demo
+    from senet_demo.ui import build_demo, launch_options
     from senet_demo.uploads import sweep_stale_sessions
 
     sweep_stale_sessions()  # session folders a crashed or killed server left behind
     demo = build_demo(services)
-    services.preload()  # models with weights on disk load while the server starts
+    # Models with weights on disk load while the server starts; whether the missing ones can be downloaded is
+    # checked beside it (a short timeout, in the background), so the page can say so before anyone clicks.
+    services.preload()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True,
-                max_file_size=services.config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
+                **launch_options(services))
 
 
 def _paths(args: argparse.Namespace) -> dict:

@@ -3,9 +3,15 @@
 Features (``feature_matrix``): each member's pooled pre-logits embedding,
 L2-normalised; the ensemble feature concatenates the members' normalised
 embeddings, each scaled by its weight; ``logsoftmax`` uses the log-softmax
-output vector (the feature of the original SE-ResNet-152 retrieval script).
+output vector (the feature of the original SE-ResNet-152 retrieval script),
+centred: log-softmax is the logits minus one constant per image, a large
+shared offset that would put every cosine near 1, so each vector's mean is
+subtracted first.
 Search is exact cosine top-k by one matrix product for small galleries and a
 faiss HNSW index for large ones. Metrics are leave-one-out P@1, P@5 and mAP.
+
+``match_threshold`` says, from the gallery's own leave-one-out scores, below which similarity a query is
+unlikely to have a match in the gallery at all.
 """
 from __future__ import annotations
 
@@ -45,10 +51,16 @@ def feature_matrix(
         raise ValueError(f"Unknown feature {feature!r}; choose {ENSEMBLE}, {LOGSOFTMAX} or one of {list(outputs)}.")
     attribute = "log_probs" if feature == LOGSOFTMAX else "embedding"
     parts = [
-        float(weights.get(name, 1.0)) * l2_normalize(np.stack([getattr(o, attribute) for o in outputs[name]]))
-        for name in members
+        float(weights.get(name, 1.0)) * l2_normalize(_member_rows(outputs[name], attribute)) for name in members
     ]
     return l2_normalize(np.concatenate(parts, axis=1))
+
+
+def _member_rows(outputs: Sequence[Outputs], attribute: str) -> np.ndarray:
+    """One member's rows; log-probabilities centred (each row minus its mean, the per-image constant that
+    softmax ignores)."""
+    rows = np.stack([getattr(o, attribute) for o in outputs]).astype(np.float32, copy=False)
+    return rows - rows.mean(axis=-1, keepdims=True) if attribute == "log_probs" else rows
 
 
 class CosineIndex:
@@ -161,3 +173,35 @@ def leave_one_out(vectors: np.ndarray, labels: Sequence[str], max_queries: int =
         mean_average_precision=float(np.concatenate(ap).mean()),
         queries=len(queries),
     )
+
+
+MATCH_PERCENTILE = 5.0  # of the gallery's own best same-label matches: below it, a match is unlikely
+
+
+def match_threshold(vectors: np.ndarray, labels: Sequence[str], percentile: float = MATCH_PERCENTILE,
+                    max_queries: int = MAX_EVAL_QUERIES) -> float | None:
+    """The similarity below which a query is unlikely to match anything in the gallery.
+
+    Each gallery image whose label has another image is held out and scored against the others; its best
+    same-label score is how close a true match of that kind comes. The ``percentile`` of those scores is the
+    threshold: that share of the gallery's own matches score lower. None when no label has two images.
+    Sampled and chunked as ``leave_one_out`` is, so memory stays O(chunk x N).
+    """
+    vectors = l2_normalize(vectors)
+    labels = np.asarray(labels)
+    if len(labels) < 2 or len(vectors) != len(labels):
+        return None
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    queries = np.flatnonzero(counts[inverse] >= 2)
+    if len(queries) == 0:
+        return None
+    if len(queries) > max_queries:
+        queries = queries[np.unique(np.linspace(0, len(queries) - 1, max_queries).round().astype(int))]
+    best = []
+    for start in range(0, len(queries), EVAL_CHUNK):
+        chunk = queries[start:start + EVAL_CHUNK]
+        similarity = vectors[chunk] @ vectors.T  # (c, N)
+        similarity[np.arange(len(chunk)), chunk] = -np.inf  # never itself
+        similarity[labels[None, :] != labels[chunk][:, None]] = -np.inf  # only its own label
+        best.append(similarity.max(axis=1))
+    return float(np.percentile(np.concatenate(best), percentile))

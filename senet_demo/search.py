@@ -18,7 +18,8 @@ from .config import member_weight, result_count
 from .storage import LRUCache
 from .gallery import GalleryItem
 from .images import content_hash
-from .retrieval import ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out
+from .retrieval import (ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out,
+                        match_threshold)
 
 if TYPE_CHECKING:  # services builds a GallerySearch, so importing it here would make a cycle
     from .services import Services
@@ -52,6 +53,7 @@ class GallerySearch:
         self.weights = {name: member_weight(name, value) for name, value in (weights or {}).items()}
         self._indexes = LRUCache(cache_entries)  # operator galleries: few, large, kept
         self._upload_indexes = LRUCache(4 * cache_entries)  # visitors' uploads: many, small; never evict the above
+        self._thresholds = LRUCache(cache_entries)  # (feature, models, gallery) -> match_threshold
 
     def index(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> CosineIndex:
         """The index over the items whose images decode, in order."""
@@ -86,6 +88,31 @@ class GallerySearch:
                 scores, indices = index.search(query, k)
                 hits += [Hit(usable[i], float(s)) for s, i in zip(scores[0], indices[0]) if i >= 0]
         return sorted(hits, key=lambda hit: -hit.score)[:k]
+
+    def match_threshold(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> float | None:
+        """The similarity below which a query is unlikely to match anything in ``items`` (see
+        ``retrieval.match_threshold``), computed once per gallery, feature and models; None without a label
+        that has two images. With no ``items`` and a built index (--gallery index:DIR): from the quality sample
+        recorded with the index."""
+        if not items:
+            built = self.services.built_index
+            if built is None:
+                return None
+            key = ("built", str(built.folder), feature)
+            entry = self._thresholds.get(key)
+            if entry is None:
+                entry = (match_threshold(*built.quality_sample()),)
+                self._thresholds.put(key, entry)
+            return entry[0]
+        digest = hashlib.sha256("".join(i.digest for i in items).encode()).hexdigest()
+        models = tuple(self.services.registry.get(name).key for name in self._members(feature))
+        key = (feature, models, tuple(sorted(self.weights.items())), digest)
+        entry = self._thresholds.get(key)  # (threshold,): a gallery without a threshold is remembered too
+        if entry is None:
+            rows, matrix = self._prepare(items, feature, progress)
+            entry = (match_threshold(matrix, [items[i].label for i in rows]),)
+            self._thresholds.put(key, entry)
+        return entry[0]
 
     def evaluate(self, items: list[GalleryItem], feature: str, progress: Progress | None = None) -> RetrievalQuality:
         built = self.services.built_index

@@ -1,19 +1,22 @@
-"""Helpers shared by the tabs: error conversion, example images, status text."""
+"""Helpers shared by the tabs: error conversion, clickable examples, model names and status text."""
 from __future__ import annotations
 
 import functools
+import html
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gradio as gr
 
 from ..classify import NoModelAnswered
-from ..config import GALLERY_DIR
+from ..config import GALLERY_DIR, SpecError
 from ..gallery import gallery_problem
 from ..images import IMAGE_SUFFIXES, ImageError, load_image
-from ..models import ModelLoadError
-from ..services import Services
+from ..models import ModelLoadError, training_data
+from ..services import BROKEN, HUB_OFFLINE, NOT_FOUND, OFFLINE, UNREACHABLE_HUB, ModelState, Services
 from ..weights import WeightsNotFound
 
 log = logging.getLogger(__name__)
@@ -31,7 +34,8 @@ class TabEvent:
 
 
 def user_errors(handler):
-    """Turn expected failures into a ``gr.Error`` the visitor can read; log the unexpected ones."""
+    """Turn expected failures into a ``gr.Error`` the visitor can read: a short sentence, with the full
+    message (the file, the fix) one click away; log the unexpected ones."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
@@ -39,13 +43,61 @@ def user_errors(handler):
             return handler(*args, **kwargs)
         except gr.Error:
             raise
-        except USER_ERRORS as err:
-            raise gr.Error(str(err)) from err
+        except NoModelAnswered as err:
+            services = next((a for a in args if isinstance(a, Services)), None)
+            raise gr.Error(no_model_answered_html(err, services), print_exception=False) from err
+        except (WeightsNotFound, ModelLoadError) as err:
+            sentence = "This model cannot be used: " + model_error_sentence(err)
+            raise gr.Error(with_details(sentence, str(err)), print_exception=False) from err
+        except USER_ERRORS as err:  # the visitor's input, or a limit: the message says it all
+            raise gr.Error(str(err), print_exception=False) from err
         except Exception as err:  # the server must keep serving whatever happens
             log.exception("Handler %s failed", handler.__name__)
             raise gr.Error(f"Something went wrong ({type(err).__name__}). The server is still running; try again.") from err
 
     return wrapper
+
+
+def with_details(sentence: str, details: str) -> str:
+    """A short sentence, and the full text behind a "Details" toggle (HTML: toasts and Markdown render it)."""
+    if not details or details == sentence:
+        return html.escape(sentence, quote=False)
+    return (f"{html.escape(sentence, quote=False)}<details><summary>Details</summary>"
+            f"<p>{html.escape(details, quote=False)}</p></details>")
+
+
+def model_error_sentence(err: Exception) -> str:
+    """What a model's failure means, in a few words without the model's ID (after "ResNet-152: ")."""
+    reason = getattr(err, "reason", None)
+    if isinstance(err, ModelLoadError):
+        return "its weights on this machine do not load."
+    if reason == "offline":
+        return "not on this machine, and the app runs offline."
+    if reason == "hub-offline":
+        return "not on this machine, and HF_HUB_OFFLINE=1 is set."
+    if reason == "unreachable":
+        return "not on this machine, and the Hugging Face Hub cannot be reached."
+    if reason == "unsafe":
+        return "its weights are not a safetensors file, and only those are loaded."
+    if reason == "download":
+        return "its download from the Hugging Face Hub failed."
+    if isinstance(err, SpecError):
+        return "its SPEC cannot be used."
+    return "its weights were not found."
+
+
+def no_model_answered_html(err: NoModelAnswered, services: Services | None) -> str:
+    """No model could classify: which ones, why in short (models that failed alike share one line), and each
+    full message one click away."""
+    if not err.failures:
+        return html.escape(str(err), quote=False)
+    names = friendly_names(services) if services is not None else {}
+    by_reason: dict[str, list[str]] = {}
+    for name, failure in err.failures.items():
+        by_reason.setdefault(model_error_sentence(failure), []).append(names.get(name, name))
+    lines = [f"{', '.join(models)}: {sentence}" for sentence, models in by_reason.items()]
+    details = "\n\n".join(str(failure) for failure in err.failures.values())
+    return with_details("No model could answer. " + " ".join(lines), details)
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -56,6 +108,9 @@ def image_input(**kwargs) -> gr.Image:
     what is wrong. (Wrapping the instance's method avoids a component subclass, which would make
     Gradio write a type-stub file beside this module.)
     """
+    # The placeholder repeats the drop area's accessible name, so what is read out matches what is seen.
+    kwargs.setdefault("placeholder", "Drop an image file here to upload")
+    kwargs.setdefault("alt_text", "The image you chose")
     component = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"], **kwargs)
     gradio_preprocess = component.preprocess
 
@@ -86,18 +141,114 @@ def example_images(services: Services, per_label: int = 1, limit: int = 8) -> li
     return examples[:limit]
 
 
+def example_caption(path: str | Path) -> str:
+    """A photo's caption in words, from its file name: "blackbird", "grave" (gallery/gravestone/grave_a.jpg)."""
+    path = Path(path)
+    words = re.sub(r"(_[a-z]|\d+)$", "", path.stem).replace("_", " ").strip()
+    return words or path.parent.name.replace("_", " ")
+
+
+def clickable_examples(services: Services, image: gr.Image, fn: Callable, outputs: list, inputs: list | None = None,
+                       examples: list[str] | None = None, captions: list[str] | None = None,
+                       label: str = "Examples: click one to run it") -> gr.Gallery | None:
+    """Captioned thumbnails that run ``fn`` when one is clicked: the picture goes into ``image``, then
+    ``fn(image, *inputs)`` fills ``outputs`` in the shared inference pool, as the tab's own button does.
+    ``examples`` default to one gallery photo per label, ``captions`` to their names in words (each also its
+    thumbnail's alt text). None when there is nothing to show."""
+    from .queue import inference
+
+    examples = list(example_images(services) if examples is None else examples)
+    if not examples:
+        return None
+    captions = list(captions or [example_caption(path) for path in examples])
+    picker = gr.Gallery(list(zip(examples, captions)), label=label, columns=4, height="auto", allow_preview=False,
+                        object_fit="contain", interactive=False, buttons=[],
+                        elem_classes=["clickable-examples", "every-row"])  # theme.CSS: every row shown
+
+    def chosen(event: gr.SelectData):
+        return examples[event.index]
+
+    name = getattr(fn, "func", fn).__name__  # "classify_image": its events are classify_image_pick and _example
+    picker.select(chosen, None, image, queue=False, show_progress="hidden", api_name=f"{name}_pick",
+                  api_visibility="private").then(
+        fn, [image, *(inputs or [])], outputs, api_name=f"{name}_example", api_visibility="private",
+        **inference(services))
+    return picker
+
+
 def display_name(services: Services, name: str) -> str:
     return services.registry.specs[name].label
+
+
+def friendly_names(services: Services) -> dict[str, str]:
+    """Each model's name in words ("SE-ResNeXt-101"); the IDs stay in the Models panel."""
+    return services.registry.friendly_names()
+
+
+def models_in_words(services: Services) -> str:
+    """The ensemble in words, for the page's first lines: "ResNet-152 + SE-ResNeXt-101, trained on ImageNet"."""
+    names = friendly_names(services)
+    members = [names[name] for name in services.registry.names]
+    data = {training_data(services.registry.specs[name]) for name in services.registry.names}
+    trained = f", trained on {data.pop()}" if len(data) == 1 and None not in data else ""
+    return " + ".join(members) + trained
 
 
 def model_status_markdown(services: Services) -> str:
     """The Models panel: what keeps the app from storing or finding its data, then each model's weights."""
     warnings = [problem for problem in (services.features.warning, operator_gallery_problem(services)) if problem]
     lines = [f"**Warning:** {problem}" for problem in warnings] + ([""] if warnings else [])
-    lines += ["| model | weights |", "|---|---|"]
+    names = friendly_names(services)
+    lines += ["| model | ID (SPEC) | role | weights |", "|---|---|---|---|"]
+    ensemble = services.registry.names
     for name, status in services.model_status().items():
-        lines.append(f"| `{name}` | {status} |")  # the full SPEC here, so the source is visible
+        role = "classify, retrieve, explain" if name in ensemble else "explain only"
+        lines.append(f"| {names[name]} | `{name}` | {role} | {_cell(status)} |")  # the full SPEC: its source shows
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+NOTICE_GROUPS = {  # state -> (what, fix), one sentence each; {models} and {command} are filled in
+    OFFLINE: ("**Not on this machine:** {models}. The app was started with `--offline`, so it cannot download them.",
+              "**Fix:** on a machine with internet run `{command}`, copy its `weights/` folder here and restart; "
+              "or start without `--offline`."),
+    HUB_OFFLINE: ("**Not on this machine:** {models}. `HF_HUB_OFFLINE=1` is set, so they cannot be downloaded.",
+                  "**Fix:** unset `HF_HUB_OFFLINE` and restart; or on a machine with internet run `{command}` and "
+                  "copy its `weights/` folder here."),
+    UNREACHABLE_HUB: ("**Not on this machine:** {models}. The Hugging Face Hub cannot be reached to download them.",
+                      "**Fix:** connect this machine to the internet (the first use then downloads them); or on a "
+                      "machine with internet run `{command}` and copy its `weights/` folder here."),
+    NOT_FOUND: ("**Not found:** {models}.", "**Fix:** check the SPEC given with `--model` (details below)."),
+    BROKEN: ("**Weights that do not load:** {models}.", "**Fix:** see the details below."),
+}
+
+
+def model_notice(services: Services, states: dict[str, ModelState]) -> str:
+    """The page's notice when a model cannot be used: which ones, why, the fix for the way the app was
+    started, what still works, and every model's full message one click away; "" when all can be used."""
+    names = friendly_names(services)
+    bad = {name: state for name, state in states.items() if not state.usable}
+    if not bad:
+        return ""
+    lines = []
+    for kind, (what, fix) in NOTICE_GROUPS.items():
+        group = [name for name, state in bad.items() if state.kind == kind]
+        if group:
+            command = "python -m senet_demo download " + " ".join(group)
+            lines += [what.format(models=", ".join(names[n] for n in group)) + " " + fix.format(command=command)]
+    ensemble = services.registry.names
+    if all(name in bad for name in ensemble):
+        lines.append("Until then Classify, Retrieve and Explain cannot answer.")
+    elif any(name in bad for name in ensemble):
+        lines.append("The other models still answer.")
+    else:
+        lines.append("Only the Explain tab's extra models are affected.")
+    details = "".join(f"<li><b>{html.escape(names[name])}</b> (<code>{html.escape(name, quote=False)}</code>): "
+                      f"{html.escape(state.detail, quote=False)}</li>" for name, state in bad.items())
+    return "⚠️ " + "\n\n".join(lines) + f"\n\n<details><summary>Details</summary><ul>{details}</ul></details>"
 
 
 def operator_gallery_problem(services: Services) -> str | None:

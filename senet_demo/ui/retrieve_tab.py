@@ -1,4 +1,10 @@
-"""Retrieve tab: nearest gallery images to a query, and measured retrieval quality."""
+"""Retrieve tab: nearest gallery images to a query, and measured retrieval quality.
+
+The answer says plainly when the gallery holds nothing like the query: below the feature's match threshold
+(``search.GallerySearch.match_threshold``, from the gallery's own leave-one-out scores) the nearest images
+are still shown, under a note that they are unlikely to show the same thing, and the labels the gallery
+covers are listed.
+"""
 from __future__ import annotations
 
 import functools
@@ -8,14 +14,17 @@ import gradio as gr
 
 from ..config import QUERIES_DIR
 from ..images import size_text
+from ..retrieval import ENSEMBLE, LOGSOFTMAX, MATCH_PERCENTILE
 from ..search import feature_choices
 from ..services import Services
 from ..uploads import UploadError, forget, ingest, new_session_dir
-from .common import TabEvent, decode, display_name, image_input, user_errors
+from .common import TabEvent, clickable_examples, decode, example_caption, friendly_names, image_input, user_errors
 from .queue import inference
 
-FEATURE_HELP = ("ensemble: each member's pooled feature, L2-normalised and concatenated; a member name: that "
-                "model alone; logsoftmax: the class log-probabilities, as the original SE-ResNet-152 script did")
+FEATURE_HELP = ("Embedding: the model's pooled features before its classifier (the ensemble joins every "
+                "model's). Log-softmax: the 1000 class log-probabilities, centred, so a score says how alike "
+                "the two images' class predictions are.")
+VIEW_WORDS = {"rotate": "rotated", "brightness": "brighter", "scale": "zoomed in", "occlude": "partly covered"}
 
 
 def query_examples(limit: int = 8) -> list[str]:
@@ -26,8 +35,52 @@ def query_examples(limit: int = 8) -> list[str]:
     return [str(p) for p in views[:: max(1, len(views) // limit)]][:limit]
 
 
+def query_caption(path: str) -> str:
+    """A query view's caption in words: "blackbird, rotated" for bird__blackbird__rotate.jpg."""
+    parts = Path(path).stem.split("__")
+    if len(parts) != 3:
+        return Path(path).stem.replace("_", " ")
+    _, item, view = parts
+    return f"{example_caption(item + '.jpg')}, {VIEW_WORDS.get(view, view)}"
+
+
+def shown_features(services: Services) -> list[str]:
+    """The feature choices a visitor sees: with one model its embedding is the ensemble's, so it is offered
+    once (as ``ensemble``, the API's default)."""
+    choices = feature_choices(services)
+    if len(services.registry.names) == 1:
+        return [c for c in choices if c in (ENSEMBLE, LOGSOFTMAX)]
+    return choices
+
+
 def feature_label(services: Services, feature: str) -> str:
-    return display_name(services, feature) if feature in services.registry.specs else feature
+    """A feature choice in words."""
+    words = friendly_names(services)
+    names = services.registry.names
+    if feature == ENSEMBLE:
+        return f"{words[names[0]]} embedding" if len(names) == 1 else "ensemble embedding (all models)"
+    if feature == LOGSOFTMAX:
+        return "class log-probabilities (log-softmax)"
+    return f"{words.get(feature, feature)} embedding"
+
+
+def gallery_labels(services: Services) -> list[str]:
+    return sorted({item.label for item in services.gallery()})
+
+
+def result_note(services: Services, hits, feature: str, total: int, threshold: float | None) -> str:
+    """What the results mean: the most frequent label, or, when even the best match is below the gallery's
+    match threshold, that the gallery holds nothing close (and which labels it covers)."""
+    labels = [hit.item.label for hit in hits]
+    shown = f"Top-{len(hits)} of {total} gallery images by cosine similarity of the **{feature_label(services, feature)}**."
+    covered = ", ".join(gallery_labels(services))
+    if hits and threshold is not None and hits[0].score < threshold:
+        return (f"**The gallery has nothing close to this image.** Its best match scores {hits[0].score:.3f}, below "
+                f"{threshold:.3f}: {100 - MATCH_PERCENTILE:g}% of the gallery's own photos find one of their label "
+                f"scoring above that. The nearest images are below, but they are unlikely to show the same thing. "
+                f"The gallery covers these labels: {covered}.\n\n{shown}")
+    top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
+    return f"{shown} Most frequent label among them: **{top}**."
 
 
 def session_items(services: Services, session) -> list:
@@ -45,11 +98,10 @@ def retrieve_image(services: Services, image, feature, k, session, progress=gr.P
     hits = services.search.search(picture, services.gallery(), feature, k,
                            progress=lambda f, d: progress(f, desc=d), extra_items=uploaded)
     gallery = [(str(hit.item.path), f"{hit.item.label} · {hit.score:.3f}") for hit in hits]
-    labels = [hit.item.label for hit in hits]
-    top = max(labels, key=labels.count) if labels else "—"  # a tie goes to the best-ranked label
-    note = (f"Top-{len(hits)} of {len(items) + indexed} gallery images by cosine similarity of the **{feature}** "
-            f"feature. Most frequent label among them: **{top}**.")
-    return gallery, note
+    # the operator's gallery (or built index) sets the threshold; a visitor's own uploads when there is neither
+    reference = services.gallery() or ([] if services.built_index is not None else uploaded)
+    threshold = services.search.match_threshold(reference, feature)
+    return gallery, result_note(services, hits, feature, len(items) + indexed, threshold)
 
 
 @user_errors
@@ -60,7 +112,7 @@ def retrieval_quality(services: Services, session, progress=gr.Progress(track_tq
     if built is None and len({i.label for i in items}) < 2:
         raise gr.Error("Retrieval quality needs a labelled gallery with at least two labels.")
     rows = []
-    for feature in feature_choices(services):
+    for feature in shown_features(services):
         quality = services.search.evaluate(items, feature, progress=lambda f, d: progress(f, desc=d))
         rows.append([feature_label(services, feature), round(quality.precision_at_1, 3),
                      round(quality.precision_at_5, 3), round(quality.mean_average_precision, 3)])
@@ -117,24 +169,27 @@ def clear_uploads(session):
 
 def build(services: Services) -> TabEvent:
     """The tab's layout and events; returns its main event (for the button that runs every tab)."""
-    choices = feature_choices(services)
+    choices = shown_features(services)
+    labels = gallery_labels(services)
 
     # deleted when the visitor leaves (Gradio ends the session) or, with the tab left open, after the TTL
     session = gr.State(None, time_to_live=services.config.limits.upload_session_ttl_s, delete_callback=forget_session)
+    if labels:
+        gr.Markdown(f"Finds the photos most like yours in a small labelled gallery: {len(services.gallery())} "
+                    f"photos of {len(labels)} labels ({', '.join(labels)}). A photo of anything else has no "
+                    f"match here, and the answer says so.")
     with gr.Row():
         with gr.Column(scale=1):
             image = image_input(label="Query image", height=280, elem_id="retrieve-image")
+            button = gr.Button("Retrieve", variant="primary")
             feature = gr.Radio([(feature_label(services, c), c) for c in choices],
                                value=choices[0], label="Feature", info=FEATURE_HELP)
             k = gr.Slider(1, 20, value=5, step=1, label="How many results (k)")
-            button = gr.Button("Retrieve", variant="primary")
-            examples = query_examples()
-            if examples:
-                gr.Examples(examples, inputs=image, label="Query views: rotated, brightened, zoomed, occluded")
         with gr.Column(scale=2):
+            examples_slot = gr.Column()  # first on the right: what a newcomer clicks, above the answer it gives
+            note = gr.Markdown(elem_id="retrieve-note")
             results = gr.Gallery(label="Nearest gallery images (label · cosine similarity)", columns=4,
-                                 height="auto")
-            note = gr.Markdown()
+                                 height="auto", elem_id="retrieve-results", elem_classes=["every-row"])
     with gr.Accordion("Retrieval quality (leave-one-out P@1, P@5, mAP)", open=False):
         metrics_button = gr.Button("Measure on the gallery")
         metrics = gr.Dataframe(headers=["feature", "P@1", "P@5", "mAP"], datatype=["str", "number", "number", "number"],
@@ -153,7 +208,14 @@ def build(services: Services) -> TabEvent:
         upload_note = gr.Markdown()
 
     retrieve = functools.partial(retrieve_image, services)
+    examples = query_examples()
+    with examples_slot:
+        clickable_examples(services, image, retrieve, [results, note], inputs=[feature, k, session],
+                           examples=examples, captions=[query_caption(p) for p in examples],
+                           label="Examples: gallery photos rotated, brighter, zoomed or covered; click one")
     button.click(retrieve, [image, feature, k, session], [results, note], api_name="retrieve", **inference(services))
+    image.upload(retrieve, [image, feature, k, session], [results, note], api_name="retrieve_on_upload",
+                 api_visibility="private", **inference(services))
     metrics_button.click(functools.partial(retrieval_quality, services), [session], [metrics, metrics_note],
                          api_name="retrieval_quality", **inference(services))
     add_button.click(functools.partial(add_uploads, services), [upload, upload_label, session], [session, upload_note],

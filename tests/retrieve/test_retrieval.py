@@ -14,6 +14,7 @@ from senet_demo.retrieval import (
     feature_matrix,
     l2_normalize,
     leave_one_out,
+    match_threshold,
 )
 
 
@@ -136,13 +137,74 @@ def test_ensemble_is_the_renormalised_concatenation_of_normalised_members():
     np.testing.assert_allclose(weighted[0], [1.2 / r5, 1.6 / r5, 0, 0, 1 / r5], atol=1e-6)
 
 
-def test_logsoftmax_feature_uses_the_log_probabilities():
+def test_logsoftmax_feature_uses_the_centred_log_probabilities():
     # the embeddings point elsewhere on purpose: only log_probs may matter
-    # a: [-3, -4] -> [-0.6, -0.8]; b: [0, -2] -> [0, -1]; concatenated norm sqrt(2)
-    members = {"a": [outputs([1, 0], log_probs=[-3, -4])], "b": [outputs([0, 1], log_probs=[0, -2])]}
-    r2 = math.sqrt(2)
-    np.testing.assert_allclose(feature_matrix(members, LOGSOFTMAX), [[-0.6 / r2, -0.8 / r2, 0, -1 / r2]],
-                               atol=1e-6)
+    # a: [-1, -2, -3] centred [1, 0, -1], norm sqrt(2); b: [0, -1, -5] centred [2, 1, -3], norm sqrt(14);
+    # each unit-norm, then the concatenation (norm sqrt(2)) normalised
+    members = {"a": [outputs([1, 0, 0], log_probs=[-1, -2, -3])], "b": [outputs([0, 1, 0], log_probs=[0, -1, -5])]}
+    r2, r14 = math.sqrt(2), math.sqrt(14)
+    expected = [1 / r2 / r2, 0, -1 / r2 / r2, 2 / r14 / r2, 1 / r14 / r2, -3 / r14 / r2]
+    np.testing.assert_allclose(feature_matrix(members, LOGSOFTMAX), [expected], atol=1e-6)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def test_logsoftmax_scores_say_how_alike_two_predictions_are():
+    """Raw log-softmax vectors share a large negative offset, so any two score about 0.99; centred, two images
+    that predict different classes score low, and an image's score with itself stays 1."""
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((2, 1000)) * 2.0
+    logits[0, 7] += 12.0  # confident in class 7
+    logits[1, 512] += 12.0  # confident in class 512
+    log_probs = _log_softmax(logits)
+    raw = unit(log_probs)
+    assert raw[0] @ raw[1] > 0.95  # what the uncentred feature would say
+    members = {"m": [outputs(np.zeros(3), log_probs=row) for row in log_probs]}
+    matrix = feature_matrix(members, LOGSOFTMAX)
+    assert matrix[0] @ matrix[1] < 0.5
+    # softmax ignores a constant added to every logit, and so does the feature
+    shifted = {"m": [outputs(np.zeros(3), log_probs=log_probs[0] - 40.0)]}
+    np.testing.assert_allclose(feature_matrix(shifted, LOGSOFTMAX)[0], matrix[0], atol=1e-5)
+
+
+# --- the match threshold -----------------------------------------------------------------------------------
+
+
+def _best_same_label(vectors: np.ndarray, labels: list[str]) -> list[float]:
+    """For each image whose label has another image: its best score against the others of its label (loops)."""
+    vectors = unit(vectors)
+    best = []
+    for i, label in enumerate(labels):
+        scores = [float(vectors[i] @ vectors[j]) for j, other in enumerate(labels) if j != i and other == label]
+        if scores:
+            best.append(max(scores))
+    return best
+
+
+def test_match_threshold_is_a_low_percentile_of_the_gallerys_own_best_matches():
+    rng = np.random.default_rng(5)
+    centres = rng.standard_normal((4, 16))
+    labels = [f"label{i % 4}" for i in range(40)] + ["alone"]  # "alone" has no second image: never a query
+    vectors = np.stack([centres[i % 4] + rng.standard_normal(16) * (0.3 + i / 40) for i in range(40)]
+                       + [rng.standard_normal(16)])
+    best = _best_same_label(vectors, labels)
+    assert len(best) == 40
+    assert match_threshold(vectors, labels) == pytest.approx(float(np.percentile(best, 5)), abs=1e-5)
+    assert match_threshold(vectors, labels, percentile=50) == pytest.approx(float(np.median(best)), abs=1e-5)
+    # an image unlike every label scores below it; one of the gallery's own kinds scores above
+    unlike = rng.standard_normal(16)
+    unlike -= unit(centres).T @ (unit(centres) @ unlike)  # nothing of any centre left in it
+    threshold = match_threshold(vectors, labels)
+    assert (unit(unlike[None]) @ unit(vectors).T).max() < threshold
+    assert (unit(centres[:1]) @ unit(vectors).T).max() > threshold
+
+
+def test_match_threshold_needs_a_label_with_two_images():
+    assert match_threshold(np.eye(3), ["a", "b", "c"]) is None
+    assert match_threshold(np.eye(1), ["a"]) is None
 
 
 def test_every_row_is_unit_norm():

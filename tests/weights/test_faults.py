@@ -166,8 +166,8 @@ def _status_row(demo: gr.Blocks, name: str) -> str:
     """The faulty model's row of the Models status table, as the page shows it when the panel is opened."""
     (refresh,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
     table = refresh.fn()
-    assert "| model | weights |" in table
-    rows = [line for line in table.splitlines() if line.startswith(f"| `{name}` |")]
+    assert "| model | ID (SPEC) | role | weights |" in table
+    rows = [line for line in table.splitlines() if f"| `{name}` |" in line]
     assert len(rows) == 1, table
     return rows[0]
 
@@ -220,7 +220,8 @@ def test_a_broken_ensemble_member_is_named_with_its_fix_and_the_other_answers(fa
 
     assert not (broken or {}).get("confidences")  # no answer from the broken model
     _assert_names_the_fault(summary, fault)
-    assert f"- **{fault.spec}**: Model '{fault.spec}'" in summary
+    # in short on the page, the full message (the file, the fix) one click away
+    assert f"<details><summary>Details</summary><p>Model '{fault.spec}'" in summary
     expected = _direct_top5(tiny_resnet, photo_png)
     for output in (answer, ensemble):  # the healthy model alone makes the ensemble
         got = _confidences(output)
