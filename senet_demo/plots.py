@@ -109,14 +109,14 @@ def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, s
          "name": "shown below", "marker": {"color": "#e45756", "size": 9, "symbol": "diamond"},
          "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f} (shown below)<extra></extra>"},
     ]
-    c, cr = block.channels, block.reduced
+    cr = block.reduced
     return PlotlyFigure(traces, _layout(
         f"{block.name}: squeeze and excitation", 640, showlegend=False, bargap=0.1,
-        xaxis=_axis(f"① z: the mean of each of {c} channels", anchor="y"),
+        xaxis=_axis("① z: one mean per channel", anchor="y"),
         yaxis=_axis("z", domain=[0.75, 1.0]),
         xaxis2=_axis(f"② bottleneck: {cr} values", anchor="y2"),
         yaxis2=_axis("value", domain=[0.41, 0.63]),
-        xaxis3=_axis("③ s: the weight of each channel", anchor="y3"),
+        xaxis3=_axis("③ s: one weight per channel", anchor="y3"),
         yaxis3=_axis("s", domain=[0.0, 0.29], range=[0, 1.05]),
     ))
 
