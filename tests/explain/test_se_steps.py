@@ -113,3 +113,18 @@ def test_the_step_text_states_the_blocks_numbers():
         assert part in text, part
     shown = [("most", block.channels - 1), ("least", 0)]
     assert f"{block.channels - 1} (s = 0.99)" in scale_text(shown, s, (h, w))
+
+
+def test_every_block_is_explained_from_the_one_forward_pass(tmp_path, senet_name):
+    """Any block's step view, its before/after pictures and the other views come from the image's one pass:
+    choosing another block runs nothing more."""
+    from senet_demo.ui.explain_tab import explain_image
+
+    services = fixtures.services_for(senet_name, tmp_path)
+    image = tmp_path / "photo.png"
+    fixtures.picture(23, (96, 80)).save(image)
+    blocks = services.registry.se_blocks(senet_name)
+    for block in blocks:
+        views = explain_image(services, str(image), senet_name, block.name, [], [], True, 3)
+        assert f"**{block.name}**" in views[0] and len(views[3]) == 6
+        assert services.engine.forward_passes == 1, block.name
