@@ -58,6 +58,12 @@ label:has(input:focus-visible) { outline: 3px solid var(--color-accent); outline
 /* Galleries that show every row: Gradio's gallery otherwise scrolls inside a box of at most 55% of the
    window, which cut the results at k = 20 and the examples on a phone. */
 .every-row .grid-wrap { max-height: none !important; min-height: 0 !important; overflow-y: visible !important; }
+/* ... and every column: its 100 px minimum per thumbnail pushed the fourth column off a phone's screen. */
+.every-row .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important; }
+@media (max-width: 520px) {
+  .every-row .grid-container { grid-template-columns: repeat(3, minmax(0, 1fr)) !important; }
+  #retrieve-results .grid-container { grid-template-columns: repeat(2, minmax(0, 1fr)) !important; }
+}
 
 /* The notice that a model cannot be used: it stays until the reason is gone. */
 #model-notice { border: 2px solid #b45309; border-radius: var(--radius-lg); padding: 0.5rem 1rem;
