@@ -48,7 +48,7 @@ def app_url(tmp_path_factory, tiny_senet):
     from senet_demo.config import AppConfig
     from senet_demo.convert import export_lite0
     from senet_demo.services import Services
-    from senet_demo.ui import allowed_paths, build_demo
+    from senet_demo.ui import build_demo, launch_options
 
     lite0 = export_lite0(tmp_path_factory.mktemp("lite0") / "tf_efficientnet_lite0")
     config = AppConfig.from_specs([f"tf_efficientnet_lite0={lite0}"], [folder_spec(tiny_senet)], offline=True,
@@ -57,7 +57,7 @@ def app_url(tmp_path_factory, tiny_senet):
     demo = build_demo(services)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=config.limits.max_upload_total_bytes, allowed_paths=allowed_paths(services))
+                **launch_options(services))  # as app.py launches it: the theme, CSS and file rules
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -196,7 +196,7 @@ def test_explain_tab_shows_block_and_plot(page):
 
 
 def test_the_models_panel_reads_each_model_when_opened(page, tiny_senet):
-    page.get_by_text("Models", exact=True).first.click()
+    page.get_by_text("Models: IDs, weights and engines", exact=True).first.click()
     row = page.get_by_text(f"{tiny_senet.arch}=", exact=False).first
     row.wait_for(timeout=30_000)
     page.get_by_text("tf_efficientnet_lite0=", exact=False).first.wait_for(timeout=10_000)
