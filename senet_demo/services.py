@@ -67,6 +67,7 @@ class Services:
     _check_thread: threading.Thread | None = field(default=None, repr=False)
     _check_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _checked: threading.Event = field(default_factory=threading.Event, repr=False)
+    _states: dict[str, ModelState] | None = field(default=None, repr=False)  # what the check found
 
     @classmethod
     def create(cls, config: AppConfig) -> "Services":
@@ -140,6 +141,8 @@ class Services:
                     log.info("%s: not on this machine yet; its first use downloads it.", name)
                 else:
                     log.warning("%s", state.detail)
+            # read once here, not on every page load: a check builds each architecture on the meta device
+            self._states = {name: self.model_state(name) for name in self.registry.specs}
         except Exception:  # the check only informs: the app serves whatever it finds
             log.exception("The model check failed")
         finally:
@@ -151,7 +154,11 @@ class Services:
         self.start_model_check()
         if not self._checked.wait(wait):
             return None
-        return {name: self.model_state(name) for name in self.registry.specs}
+        if self._states is None:  # the check failed: read them now
+            return {name: self.model_state(name) for name in self.registry.specs}
+        # a model loaded since (or whose download succeeded) is read again: that is cheap
+        return {name: self.model_state(name) if self.registry.is_loaded(name) else state
+                for name, state in self._states.items()}
 
     def gallery(self) -> list[GalleryItem]:
         """The operator's gallery (scanned once); empty if there is none, or if it is a built index (whose rows

@@ -200,3 +200,21 @@ def test_the_models_panel_is_read_again_when_opened(tmp_path, resnet_name):
     assert "ready (local)" in refresh.fn()
     services.engine.run(resnet_name, picture(0, (146, 110)))  # loads the model and picks its engine
     assert "loaded (local); engine: torch" in refresh.fn()
+
+
+def test_a_page_load_reads_what_the_check_found_without_checking_again(tmp_path, monkeypatch, resnet_name):
+    """Every page load asks for the states: the weights' headers are read once, by the background check, and a
+    model loaded since is reported as loaded."""
+    from senet_demo import models
+
+    checked = []
+    real_check = models.check
+    monkeypatch.setattr(models, "check", lambda spec, weights: checked.append(spec.name) or real_check(spec, weights))
+    services = Services.create(make_config(tmp_path, [resnet_name, MISSING]))
+    first = services.model_states(wait=30)
+    assert first[resnet_name].kind == READY and first[MISSING].kind == OFFLINE
+    for _ in range(3):
+        assert services.model_states(wait=0) == first
+    assert checked == [resnet_name]
+    services.registry.get(resnet_name)
+    assert services.model_states(wait=0)[resnet_name].kind == "loaded"
