@@ -16,6 +16,7 @@ from PIL import Image
 from .config import SpecError, member_weight, result_count
 from .engine import Engine
 from .ensemble import Prediction, combine, top_k
+from .i18n import Message
 from .images import content_hash
 from .models import ModelLoadError
 from .weights import WeightsNotFound
@@ -107,10 +108,12 @@ def classify(
             probs[name] = outputs.probs
             member.in_ensemble = True
         else:
-            notes.append(f"{name} predicts other classes than {reference} and is not averaged.")
+            notes.append(Message("classify.not_averaged", name=name, reference=reference))
     if not probs:
         errors = [m.error for m in members if m.error]
         raise NoModelAnswered(" ".join(errors) or "No model could classify the image (all weights are zero).",
                               {m.name: m.failure for m in members if m.failure is not None})
     ensemble = top_k(combine(probs, weights), labels, k)
-    return ClassifyResult(ensemble=ensemble, members=members, tta=tta, note=" ".join(notes))
+    # one note keeps its Message, so the page can show it in the visitor's language
+    note = notes[0] if len(notes) == 1 else " ".join(notes)
+    return ClassifyResult(ensemble=ensemble, members=members, tta=tta, note=note)

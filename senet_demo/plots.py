@@ -21,6 +21,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from .excitation import sampled_channels
+from .i18n import text
 from .se_blocks import SEBlock
 
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
@@ -87,7 +88,8 @@ def _layout(title: str, height: int, **extra) -> dict:
             **extra}
 
 
-def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, shown: list[int]) -> PlotlyFigure:
+def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, shown: list[int],
+             lang: str = "en") -> PlotlyFigure:
     """The squeeze z (C values), the bottleneck after the activation (C/r values) and the excitation s (C
     values on [0, 1]) of one block, as three stacked bar charts; the channels shown before and after
     scaling are marked on s."""
@@ -101,22 +103,24 @@ def se_steps(z: np.ndarray, hidden: np.ndarray, s: np.ndarray, block: SEBlock, s
         return {**shape, "x": x, "y": np.asarray(y, np.float32), "name": name, "xaxis": f"x{axis}",
                 "yaxis": f"y{axis}", "hovertemplate": f"{what} %{{x}}<br>{name} = %{{y:.3f}}<extra></extra>"}
 
+    channel, shown_below = text("plot.channel", lang), text("plot.shown_below", lang)
     traces = [
-        values(channels, z, "z", "#3b6ea5", "", "channel"),
-        values(units, hidden, "bottleneck", "#d9730d", "2", "unit"),
-        values(channels, s, "s", "#2f8a3b", "3", "channel"),
+        values(channels, z, "z", "#3b6ea5", "", channel),
+        values(units, hidden, text("plot.bottleneck", lang), "#d9730d", "2", text("plot.unit", lang)),
+        values(channels, s, "s", "#2f8a3b", "3", channel),
         {"type": "scatter", "mode": "markers", "x": marked, "y": np.asarray(s, np.float32)[marked],
-         "name": "shown below", "marker": {"color": "#e45756", "size": 9, "symbol": "diamond"},
-         "xaxis": "x3", "yaxis": "y3", "hovertemplate": "channel %{x}<br>s = %{y:.3f} (shown below)<extra></extra>"},
+         "name": shown_below, "marker": {"color": "#e45756", "size": 9, "symbol": "diamond"},
+         "xaxis": "x3", "yaxis": "y3",
+         "hovertemplate": f"{channel} %{{x}}<br>s = %{{y:.3f}} ({shown_below})<extra></extra>"},
     ]
     cr = block.reduced
     return PlotlyFigure(traces, _layout(
-        f"{block.name}: squeeze and excitation", 640, showlegend=False, bargap=0.1,
-        xaxis=_axis("① z: one mean per channel", anchor="y"),
+        text("plot.steps.title", lang, block=block.name), 640, showlegend=False, bargap=0.1,
+        xaxis=_axis(text("plot.steps.z", lang), anchor="y"),
         yaxis=_axis("z", domain=[0.75, 1.0]),
-        xaxis2=_axis(f"② bottleneck: {cr} values", anchor="y2"),
-        yaxis2=_axis("value", domain=[0.41, 0.63]),
-        xaxis3=_axis("③ s: one weight per channel", anchor="y3"),
+        xaxis2=_axis(text("plot.steps.bottleneck", lang, count=cr), anchor="y2"),
+        yaxis2=_axis(text("plot.value", lang), domain=[0.41, 0.63]),
+        xaxis3=_axis(text("plot.steps.s", lang), anchor="y3"),
         yaxis3=_axis("s", domain=[0.0, 0.29], range=[0, 1.05]),
     ))
 
@@ -148,7 +152,8 @@ def scale_pairs(maps: np.ndarray, gates: np.ndarray, size: int = 168, gap: int =
     return pairs
 
 
-def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], title: str) -> PlotlyFigure:
+def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], title: str,
+                   lang: str = "en") -> PlotlyFigure:
     """Heatmap of every block (rows, by depth), each block's channels sorted by s on its own axis.
 
     Channel numbers mean different things in different blocks, and a block has 64 to 2048 of them: so
@@ -157,24 +162,25 @@ def excitation_map(excitations: dict[str, np.ndarray], blocks: list[SEBlock], ti
     this block's channels pass, how many are shut"; hovering names the block, the channel and s.
     """
     heatmaps = []
+    block_word, channel = text("plot.block", lang), text("plot.channel", lang)
     for row, block in enumerate(blocks):
         vector = np.asarray(excitations[block.name], np.float32)
         order = np.argsort(-vector, kind="stable")
         heatmaps.append({
             "type": "heatmap", "z": vector[order][None], "x": (np.arange(len(order), dtype=np.float32) + 0.5) / len(order),
             "y": [row], "customdata": order[None].astype(np.int32), "name": block.name, "coloraxis": "coloraxis",
-            "hovertemplate": f"block {block.name}<br>channel %{{customdata}}<br>s = %{{z:.3f}}<extra></extra>"})
+            "hovertemplate": f"{block_word} {block.name}<br>{channel} %{{customdata}}<br>s = %{{z:.3f}}<extra></extra>"})
     return PlotlyFigure(heatmaps, _layout(title, max(360, 20 * len(blocks) + 130),
         coloraxis={"colorscale": "Viridis", "cmin": 0.0, "cmax": 1.0,
                    "colorbar": {"title": {"text": "s"}, "thickness": 12, "len": 0.8}},
-        yaxis=_axis("SE block (by depth)", autorange="reversed", tickvals=list(range(len(blocks))),
+        yaxis=_axis(text("plot.by_depth", lang), autorange="reversed", tickvals=list(range(len(blocks))),
                     ticktext=[b.name for b in blocks], showgrid=False),
-        xaxis=_axis("channels, sorted by s (most → least)", range=[0, 1], tickformat=".0%",
+        xaxis=_axis(text("plot.map.sorted", lang), range=[0, 1], tickformat=".0%",
                     showgrid=False),
     ))
 
 
-def excitation_summary(excitations: dict[str, np.ndarray], blocks: list[SEBlock]) -> PlotlyFigure:
+def excitation_summary(excitations: dict[str, np.ndarray], blocks: list[SEBlock], lang: str = "en") -> PlotlyFigure:
     """Per block: the mean of s, and the band where the middle half of its channels lie (quartiles)."""
     names = [b.name for b in blocks]
     vectors = [np.asarray(excitations[name], np.float32) for name in names]
@@ -184,17 +190,19 @@ def excitation_summary(excitations: dict[str, np.ndarray], blocks: list[SEBlock]
         {"type": "scatter", "x": names, "y": high, "mode": "lines", "line": {"width": 0}, "showlegend": False,
          "hoverinfo": "skip"},
         {"type": "scatter", "x": names, "y": low, "mode": "lines", "line": {"width": 0}, "fill": "tonexty",
-         "fillcolor": "rgba(76, 120, 168, 0.3)", "name": "middle half of the channels", "hoverinfo": "skip"},
-        {"type": "scatter", "x": names, "y": mean, "mode": "lines+markers", "name": "mean s",
+         "fillcolor": "rgba(76, 120, 168, 0.3)", "name": text("plot.summary.middle", lang), "hoverinfo": "skip"},
+        {"type": "scatter", "x": names, "y": mean, "mode": "lines+markers", "name": text("plot.mean_s", lang),
          "line": {"color": "#4c78a8", "width": 2}, "customdata": np.stack([low, mid, high], 1),
-         "hovertemplate": "%{x}<br>mean s %{y:.3f}<br>quartiles %{customdata[0]:.2f} · %{customdata[1]:.2f} · "
-                          "%{customdata[2]:.2f}<extra></extra>"},
+         "hovertemplate": f"%{{x}}<br>{text('plot.mean_s', lang)} %{{y:.3f}}<br>{text('plot.quartiles', lang)} "
+                          "%{customdata[0]:.2f} · %{customdata[1]:.2f} · %{customdata[2]:.2f}<extra></extra>"},
     ]
-    return PlotlyFigure(traces, _layout("Mean s per block", 340,
-        xaxis=_axis("SE block (by depth)", tickangle=-60), yaxis=_axis("excitation s", range=[0, 1.02])))
+    return PlotlyFigure(traces, _layout(text("plot.per_block.title", lang), 340,
+        xaxis=_axis(text("plot.by_depth", lang), tickangle=-60),
+        yaxis=_axis(text("plot.excitation_s", lang), range=[0, 1.02])))
 
 
-def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.ndarray) -> PlotlyFigure:
+def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.ndarray,
+                 lang: str = "en") -> PlotlyFigure:
     """Excitation of each channel of one block: one small panel per image, every panel on the same axes,
     the first image repeated in grey beneath the others so each can be read against it."""
     names = list(series)
@@ -204,6 +212,7 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
     channels = np.asarray(channels)
     mode = "lines+markers" if len(channels) <= 64 else "lines"
     traces, layout_axes, notes = [], {}, []
+    channel = text("plot.channel", lang)
     for i, name in enumerate(names):
         suffix = "" if i == 0 else str(i + 1)
         top = 1.0 - i * (height + gap)
@@ -214,20 +223,24 @@ def channel_plot(series: dict[str, np.ndarray], block: SEBlock, channels: np.nda
         traces.append({"type": "scatter", "x": channels, "y": np.asarray(series[name])[channels], "name": name,
                        "mode": mode, "line": {"color": COLORS[i % len(COLORS)], "width": 1.5},
                        "marker": {"size": 5}, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
-                       "hovertemplate": f"{block.name}<br>channel %{{x}}<br>s = %{{y:.3f}}<extra>{name}</extra>"})
-        layout_axes[f"xaxis{suffix}"] = _axis("channel index" if i == rows - 1 else "", anchor=f"y{suffix}",
+                       "hovertemplate": f"{block.name}<br>{channel} %{{x}}<br>s = %{{y:.3f}}<extra>{name}</extra>"})
+        layout_axes[f"xaxis{suffix}"] = _axis(text("plot.channel_index", lang) if i == rows - 1 else "",
+                                              anchor=f"y{suffix}",
                                               **({} if i == 0 else {"matches": "x"}),
                                               showticklabels=i == rows - 1)
         layout_axes[f"yaxis{suffix}"] = _axis("s", domain=[max(0.0, top - height), top], range=[0, 1.05])
         notes.append({"text": f"<b>{name}</b>", "xref": "paper", "yref": f"y{suffix} domain", "x": 0, "y": 1.0,
                       "xanchor": "left", "yanchor": "bottom", "showarrow": False,
                       "font": {"size": 13, "color": COLORS[i % len(COLORS)]}})
-    shown = f"all {block.channels}" if len(channels) == block.channels else f"{len(channels)} of {block.channels}"
-    return PlotlyFigure(traces, _layout(f"{block.name}: s per channel ({shown})", 110 + 190 * rows,
+    shown = (text("plot.channels.all", lang, count=block.channels) if len(channels) == block.channels else
+             text("plot.channels.some", lang, count=len(channels), total=block.channels))
+    return PlotlyFigure(traces, _layout(text("plot.channels.title", lang, block=block.name, shown=shown),
+                                        110 + 190 * rows,
                                         showlegend=False, annotations=notes, **layout_axes))
 
 
-def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_names: list[str]) -> PlotlyFigure:
+def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_names: list[str],
+                  lang: str = "en") -> PlotlyFigure:
     """Mean excitation per block for each image (translucent, so crossing lines stay visible), and how much
     the images differ per block below it."""
     names = [b.name for b in blocks]
@@ -237,21 +250,23 @@ def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_n
          "opacity": 0.75, "line": {"color": COLORS[i % len(COLORS)], "width": 2},
          "marker": {"symbol": symbols[i % len(symbols)], "size": 7},
          "customdata": profile["std"][i],
-         "hovertemplate": "%{x}<br>mean %{y:.3f} ± %{customdata:.3f}<extra>" + image_name + "</extra>"}
+         "hovertemplate": f"%{{x}}<br>{text('plot.mean', lang)} %{{y:.3f}} ± %{{customdata:.3f}}<extra>"
+                          + image_name + "</extra>"}
         for i, image_name in enumerate(image_names)
     ]
     if len(image_names) < 2:  # nothing to tell apart: one panel
-        return PlotlyFigure(traces, _layout("Mean s per block", 400,
-            xaxis=_axis("SE block (by depth)", tickangle=-60), yaxis=_axis("mean s", range=[0, 1.02])))
-    traces.append({"type": "bar", "x": names, "y": profile["spread"], "name": "difference between images",
+        return PlotlyFigure(traces, _layout(text("plot.per_block.title", lang), 400,
+            xaxis=_axis(text("plot.by_depth", lang), tickangle=-60),
+            yaxis=_axis(text("plot.mean_s", lang), range=[0, 1.02])))
+    traces.append({"type": "bar", "x": names, "y": profile["spread"], "name": text("plot.depth.difference", lang),
                    "marker": {"color": MUTED}, "xaxis": "x2", "yaxis": "y2",
-                   "hovertemplate": "%{x}<br>mean pairwise RMS distance %{y:.3f}<extra></extra>"})
+                   "hovertemplate": f"%{{x}}<br>{text('plot.depth.rms', lang)} %{{y:.3f}}<extra></extra>"})
     # two stacked panels sharing the block axis (what make_subplots builds, at a fraction of its cost)
-    layout = _layout("Mean s per block, per image", 620,
+    layout = _layout(text("plot.depth.title", lang), 620,
         xaxis=_axis("", anchor="y", matches="x2", showticklabels=False),
-        yaxis=_axis("mean s", domain=[0.40, 1.0], range=[0, 1.02]),
-        xaxis2=_axis("SE block (by depth)", anchor="y2", tickangle=-60),
-        yaxis2=_axis("images differ by", domain=[0.0, 0.30], rangemode="tozero"),
+        yaxis=_axis(text("plot.mean_s", lang), domain=[0.40, 1.0], range=[0, 1.02]),
+        xaxis2=_axis(text("plot.by_depth", lang), anchor="y2", tickangle=-60),
+        yaxis2=_axis(text("plot.depth.differ", lang), domain=[0.0, 0.30], rangemode="tozero"),
     )
     # the legend below the panels, where its rows never cover the title on a phone
     layout["legend"] = {"orientation": "h", "yref": "container", "y": 0, "yanchor": "bottom", "x": 0,
@@ -260,7 +275,8 @@ def depth_profile(profile: dict[str, np.ndarray], blocks: list[SEBlock], image_n
     return PlotlyFigure(traces, layout)
 
 
-def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], sample: int | None) -> PlotlyFigure:
+def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], sample: int | None,
+            lang: str = "en") -> PlotlyFigure:
     """The paper's Figure 6: one panel per block, one line per category, the mean of all categories
     beneath them in grey; the paper's 50 evenly sampled channels, or all of them."""
     categories = [c for c in means if c != "all"]
@@ -268,6 +284,7 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
     gap = 0.3 / max(1, rows - 1) if rows > 1 else 0.0  # room for each panel's name and tick labels
     height = (1.0 - gap * (rows - 1)) / rows
     traces, axes, notes = [], {}, []
+    channel, mean_s = text("plot.channel", lang), text("plot.mean_s", lang)
     for index, block in enumerate(blocks):
         suffix = "" if index == 0 else str(index + 1)
         channels = sampled_channels(block.channels, sample) if sample else np.arange(block.channels)
@@ -276,14 +293,15 @@ def figure6(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], samp
         for category, color, width, dash in lines:  # "all" first: drawn beneath the categories
             traces.append({
                 "type": "scatter", "x": channels, "y": np.asarray(means[category][block.name], np.float32)[channels],
-                "name": "all categories" if category == "all" else category, "legendgroup": category,
+                "name": text("plot.figure6.all", lang) if category == "all" else category, "legendgroup": category,
                 "showlegend": index == 0, "mode": "lines", "opacity": 1.0 if category == "all" else 0.85,
                 "line": {"color": color, "width": width, "dash": dash},
                 "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
-                "hovertemplate": f"{block.name}<br>channel %{{x}}<br>mean s %{{y:.3f}}<extra>{category}</extra>"})
+                "hovertemplate": f"{block.name}<br>{channel} %{{x}}<br>{mean_s} %{{y:.3f}}<extra>{category}</extra>"})
         top = 1.0 - index * (height + gap)
-        axes[f"xaxis{suffix}"] = _axis("channel index" if index == rows - 1 else "", anchor=f"y{suffix}")
-        axes[f"yaxis{suffix}"] = _axis("mean s", domain=[max(0.0, top - height), top], range=[0, 1.02])
+        axes[f"xaxis{suffix}"] = _axis(text("plot.channel_index", lang) if index == rows - 1 else "",
+                                       anchor=f"y{suffix}")
+        axes[f"yaxis{suffix}"] = _axis(mean_s, domain=[max(0.0, top - height), top], range=[0, 1.02])
         notes.append({"text": f"<b>{block.name}</b> (C = {block.channels})", "xref": "paper",
                       "yref": f"y{suffix} domain", "x": 0, "y": 1.0, "xanchor": "left", "yanchor": "bottom",
                       "showarrow": False, "font": {"size": 13}})

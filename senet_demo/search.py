@@ -17,6 +17,7 @@ from PIL import Image
 from .config import member_weight, result_count
 from .storage import LRUCache
 from .gallery import GalleryItem
+from .i18n import Message
 from .images import content_hash
 from .retrieval import (ENSEMBLE, LOGSOFTMAX, CosineIndex, RetrievalQuality, feature_matrix, leave_one_out,
                         match_threshold)
@@ -75,7 +76,7 @@ class GallerySearch:
         k = result_count(k)
         built = self.services.built_index  # a built index (--gallery index:DIR) is searched too
         if not items and not extra_items and built is None:
-            raise ValueError("The gallery is empty: add images or start the app with --gallery DIR.")
+            raise ValueError(Message("search.empty_gallery"))
         if built is not None:
             built.check(self.services.registry, feature, self.weights)  # the same models and feature, or a message
         query = self.query_vector(image, feature)
@@ -158,7 +159,7 @@ class GallerySearch:
         found = {name: store.outputs_by_digest(name, items, progress) for name in self._members(feature)}
         rows = [i for i, item in enumerate(items) if all(item.digest in outputs for outputs in found.values())]
         if not rows:
-            raise ValueError("None of the gallery images could be decoded.")
+            raise ValueError(Message("search.none_decoded"))
         outputs = {name: [by_digest[items[i].digest] for i in rows] for name, by_digest in found.items()}
         return rows, feature_matrix(outputs, feature, self.weights)
 
@@ -167,4 +168,5 @@ class GallerySearch:
             return self.services.registry.names
         if feature in self.services.registry.all_names:
             return [feature]
-        raise ValueError(f"Unknown feature {feature!r}; choose one of: {', '.join(feature_choices(self.services))}.")
+        raise ValueError(Message("search.unknown_feature", feature=feature,
+                                 choices=", ".join(feature_choices(self.services))))

@@ -16,6 +16,7 @@ from .config import AppConfig, ModelSpec
 from .engine import Engine
 from .built_index import BuiltIndex, is_index_folder
 from .gallery import FeatureStore, GalleryItem, scan
+from .i18n import Message, message_of
 from .models import ModelRegistry
 from .weights import NOT_ON_HUB, REACHABLE, UNREACHABLE, WeightsNotFound, find_local, hub_offline, is_downloadable, probe_download
 
@@ -194,8 +195,8 @@ class Services:
 
         spec = self.registry.specs[name]
         if self.registry.is_loaded(name):
-            return ModelState(LOADED, f"loaded ({self.registry.get(name).weights.origin}); "
-                                      f"engine: {self.engine.backend_name(name)}")
+            return ModelState(LOADED, Message("status.loaded", origin=self.registry.get(name).weights.origin,
+                                              engine=self.engine.backend_name(name)))
         problem = self.registry.architecture_problem(name)
         if problem:
             return ModelState(BROKEN, problem)
@@ -203,14 +204,14 @@ class Services:
             weights = find_local(spec, self.config.weights_dir)
             if weights is not None:
                 check(spec, weights)
-                return ModelState(READY, f"ready ({weights.origin})")
+                return ModelState(READY, Message("status.ready", origin=weights.origin))
             downloadable = is_downloadable(spec)
         except WeightsNotFound as err:  # a local SOURCE that is missing or not safetensors
-            return ModelState(NOT_FOUND if err.reason == "missing" else BROKEN, str(err))
+            return ModelState(NOT_FOUND if err.reason == "missing" else BROKEN, message_of(err) or str(err))
         except (ModelLoadError, ValueError) as err:  # a broken checkpoint, or a SPEC timm cannot resolve
-            return ModelState(BROKEN, str(err))
+            return ModelState(BROKEN, message_of(err) or str(err))
         if not downloadable:
-            return ModelState(NOT_FOUND, f"Model {name!r}: no weights found.")
+            return ModelState(NOT_FOUND, Message("status.no_weights", name=name))
         return self._missing_state(name, spec)
 
     def _missing_state(self, name: str, spec: ModelSpec) -> ModelState:
@@ -218,24 +219,14 @@ class Services:
         command = f"`python -m senet_demo download {name}`"
         mode = self.offline_mode
         if mode == OFFLINE:
-            return ModelState(OFFLINE, f"Model {name!r} is not available offline: it is not on this machine, and the "
-                                       f"app runs with --offline. "
-                                       f"Fix: on a machine with internet run {command} (it fills weights/) and copy "
-                                       f"weights/ here, or start without --offline.")
+            return ModelState(OFFLINE, Message("status.offline", name=name, command=command))
         if mode == HUB_OFFLINE:
-            return ModelState(HUB_OFFLINE, f"Model {name!r} is not on this machine, and HF_HUB_OFFLINE=1 is set, so "
-                                           f"it cannot be downloaded. Fix: unset HF_HUB_OFFLINE, or on a machine with "
-                                           f"internet run {command} and copy weights/ here.")
+            return ModelState(HUB_OFFLINE, Message("status.hub_offline", name=name, command=command))
         reachability = self._reachability.get(name)
         if reachability == REACHABLE:
-            return ModelState(DOWNLOAD, "downloads on first use (with a progress bar)")
+            return ModelState(DOWNLOAD, Message("status.download"))
         if reachability == UNREACHABLE:
-            return ModelState(UNREACHABLE_HUB, f"Model {name!r} is not on this machine, and the Hugging Face Hub "
-                                               f"cannot be reached to download it. Fix: connect this machine to the "
-                                               f"internet (its first use then downloads it), or on a machine with "
-                                               f"internet run "
-                                               f"{command} and copy weights/ here.")
+            return ModelState(UNREACHABLE_HUB, Message("status.unreachable", name=name, command=command))
         if reachability == NOT_ON_HUB:
-            return ModelState(NOT_FOUND, f"Model {name!r}: the Hugging Face Hub has no such repo. Fix: check the "
-                                         f"SPEC (a timm pretrained name, or ARCH=hf-hub:org/name).")
-        return ModelState(CHECKING, "not on this machine; checking whether the Hugging Face Hub can be reached")
+            return ModelState(NOT_FOUND, Message("status.not_on_hub", name=name))
+        return ModelState(CHECKING, Message("status.checking"))

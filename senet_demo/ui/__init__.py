@@ -4,7 +4,9 @@ one set of shared services.
 ``build_demo(services)`` lays out the Blocks; each tab lives in its own module, its handlers top-level
 functions of the services (bound with ``functools.partial``) and its ``build`` only laying out and wiring.
 Building loads no weights and downloads nothing: models load on first use, or from ``Services.preload``.
-``launch_options(services)`` is what every ``launch()`` of the app passes (theme, CSS, file rules).
+``launch_options(services)`` is what every ``launch()`` of the app passes (theme, CSS, file rules, and the
+English/Korean catalogue). Every text goes through ``senet_demo.i18n``: static texts are tracked by one ``Page``
+and follow the switch beside the title; handlers take the switch as their last input, ``lang``.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from ..config import QUERIES_DIR, REPO_ROOT
+from ..i18n import I18N, Message, Page, language_switch, text, visitor_language
 from ..plots import PLOT_CSS
 from ..services import Services
 from . import classify_tab, every_tab, explain_tab, retrieve_tab
@@ -23,18 +26,7 @@ from .theme import CSS, HEAD, THEME
 
 TITLE = "SENet Explorer"
 DIAGRAM = REPO_ROOT / "docs" / "images" / "se-block.svg"
-SE_IN_WORDS = (
-    "A **Squeeze-and-Excitation (SE) block** gives each channel of a network a weight from the context of the "
-    "whole image: it squeezes every channel to one number, a tiny network turns those numbers into one weight "
-    "between 0 and 1 per channel, and each channel is scaled by its weight (Hu et al., CVPR 2018)."
-)
-ENSEMBLE_IN_WORDS = ("Here **{models}** classify your image, find similar pictures in a small gallery, and "
-                     "show what the SE blocks do with it.")
-ONE_MODEL_IN_WORDS = ("Here **{models}** classifies your image, finds similar pictures in a small gallery, and "
-                      "shows what SE blocks do with it.")
-START = "**Start:** click one of the example photos, or drop your own image into the image box."
 NOTICE_WAIT_S = 4.0  # how long the page's first request waits for the model check before showing "checking"
-CHECKING_NOTICE = "Checking whether the models that are not on this machine can be downloaded…"
 
 
 def allowed_paths(services: Services) -> list[str]:
@@ -50,9 +42,9 @@ def allowed_paths(services: Services) -> list[str]:
 
 def launch_options(services: Services) -> dict:
     """Keyword arguments for ``demo.launch``: the theme, CSS and head (Gradio 6 takes them at launch), the
-    upload size limit and the folders the app serves files from."""
+    upload size limit, the folders the app serves files from, and the catalogue the browser translates with."""
     return {"theme": THEME, "css": CSS + PLOT_CSS, "head": HEAD, "max_file_size": services.config.limits.max_upload_total_bytes,
-            "allowed_paths": allowed_paths(services)}
+            "allowed_paths": allowed_paths(services), "i18n": I18N}
 
 
 def diagram_html() -> str:
@@ -63,47 +55,62 @@ def diagram_html() -> str:
         return ""
 
 
-def page_status(services: Services):
+def page_status(services: Services, lang: str = "en"):
     """The notice (shown only when a model cannot be used) and whether to ask again: on the page's load, and
     every few seconds while the background check of the Hub has not answered yet."""
     states = services.model_states(wait=NOTICE_WAIT_S)
     if states is None:
-        return gr.Markdown(CHECKING_NOTICE, visible=True), gr.Timer(active=True)
-    text = model_notice(services, states)
-    return gr.Markdown(text, visible=bool(text)), gr.Timer(active=False)
+        return gr.Markdown(text("notice.checking", lang), visible=True), gr.Timer(active=True)
+    notice = model_notice(services, states, lang)
+    return gr.Markdown(notice, visible=bool(notice)), gr.Timer(active=False)
+
+
+def models_panel(services: Services, request: gr.Request) -> str:
+    """The Models panel, read when it opens, in the browser's language (an event without inputs, so a
+    client may ask for it with none)."""
+    return model_status_markdown(services, visitor_language(request))
 
 
 def build_demo(services: Services) -> gr.Blocks:
     """The app's Blocks over ``services``, its queue configured."""
     # delete_cache: Gradio's copies of uploads and outputs older than a day are removed every hour
+    page = Page()
     with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
-        gr.Markdown(f"# {TITLE}")
+        with gr.Row(elem_id="title-row"):
+            gr.Markdown(f"# {TITLE}", elem_id="title")
+            switch = language_switch()
         with gr.Row(elem_id="landing"):
             with gr.Column(scale=1, min_width=320):
                 one_model = len(services.registry.names) == 1
-                gr.Markdown(SE_IN_WORDS)
-                gr.Markdown((ONE_MODEL_IN_WORDS if one_model else ENSEMBLE_IN_WORDS).format(
-                    models=models_in_words(services)))
-                gr.Markdown(START)
+                page(gr.Markdown, value=Message("landing.se"))
+                page(gr.Markdown, value=Message("landing.one_model" if one_model else "landing.ensemble",
+                                                models=models_in_words(services)))
+                page(gr.Markdown, value=Message("landing.start"))
             with gr.Column(scale=1, min_width=320):
                 gr.HTML(diagram_html(), elem_id="se-diagram")
         notice = gr.Markdown(visible=False, elem_id="model-notice")
-        with gr.Accordion("Models: IDs, weights and engines", open=False) as models_box:
-            models_text = gr.Markdown("Checking the models…")
+        with page(gr.Accordion, label=Message("models.title"), open=False) as models_box:
+            models_text = page(gr.Markdown, value=Message("models.checking"))
         # read on opening, not while the app starts: models load (and pick their engine) after the page is built
-        models_box.expand(functools.partial(model_status_markdown, services), None, models_text,
+        models_box.expand(functools.partial(models_panel, services), None, models_text,
                           api_name="model_status", api_visibility="private", show_progress="hidden")
-        with gr.Tab("Classify", id="classify"):
-            classify, every_tab_button = classify_tab.build(services)
-        with gr.Tab("Retrieve", id="retrieve"):
-            retrieve = retrieve_tab.build(services)
-        with gr.Tab("Explain", id="explain"):
-            explain = explain_tab.build(services)
-        every_tab.wire(every_tab_button, classify, retrieve, explain, services)
+        with page(gr.Tab, label=Message("tab.classify"), id="classify"):
+            classify, every_tab_button = classify_tab.build(services, page, switch)
+        with page(gr.Tab, label=Message("tab.retrieve"), id="retrieve"):
+            retrieve = retrieve_tab.build(services, page, switch)
+        with page(gr.Tab, label=Message("tab.explain"), id="explain"):
+            explain = explain_tab.build(services, page, switch)
+        every_tab.wire(every_tab_button, classify, retrieve, explain, services, switch)
 
         recheck = gr.Timer(2.0, active=False)
         status = functools.partial(page_status, services)
-        demo.load(status, None, [notice, recheck], api_name="page_status", api_visibility="private",
+        switch.change(status, switch, [notice, recheck], api_visibility="private", show_progress="hidden")
+        recheck.tick(status, switch, [notice, recheck], api_visibility="private", show_progress="hidden")
+
+        def opened(request: gr.Request):  # in the language of the browser, as the switch will be
+            return page_status(services, visitor_language(request))
+
+        demo.load(opened, None, [notice, recheck], api_name="page_status", api_visibility="private",
                   show_progress="hidden")
-        recheck.tick(status, None, [notice, recheck], api_visibility="private", show_progress="hidden")
+        page.wire(demo, switch)
     return configure_queue(demo, services)

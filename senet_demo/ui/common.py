@@ -1,4 +1,5 @@
-"""Helpers shared by the tabs: error conversion, clickable examples, model names and status text."""
+"""Helpers shared by the tabs: error conversion, clickable examples, model names and status text, each in the
+visitor's language (``lang``: "en" or "ko", the language switch's value)."""
 from __future__ import annotations
 
 import functools
@@ -14,6 +15,7 @@ import gradio as gr
 from ..classify import NoModelAnswered
 from ..config import GALLERY_DIR, SpecError
 from ..gallery import gallery_problem
+from ..i18n import LANGUAGES, Message, render, text
 from ..images import IMAGE_SUFFIXES, ImageError, load_image
 from ..models import ModelLoadError, training_data
 from ..services import BROKEN, HUB_OFFLINE, NOT_FOUND, OFFLINE, UNREACHABLE_HUB, ModelState, Services
@@ -33,71 +35,79 @@ class TabEvent:
     outputs: list
 
 
+def language_of(args: tuple, kwargs: dict) -> str:
+    """The visitor's language in a handler's arguments: ``lang=``, or the last input when it is the language
+    switch's value ("en" or "ko"); English for callers that send none (the API's default)."""
+    if kwargs.get("lang") in LANGUAGES:
+        return kwargs["lang"]
+    return args[-1] if args and isinstance(args[-1], str) and args[-1] in LANGUAGES else "en"
+
+
 def user_errors(handler):
-    """Turn expected failures into a ``gr.Error`` the visitor can read: a short sentence, with the full
-    message (the file, the fix) one click away; log the unexpected ones."""
+    """Turn expected failures into a ``gr.Error`` the visitor can read, in their language: a short sentence,
+    with the full message (the file, the fix) one click away; log the unexpected ones."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
+        lang = language_of(args, kwargs)
         try:
             return handler(*args, **kwargs)
         except gr.Error:
             raise
         except NoModelAnswered as err:
             services = next((a for a in args if isinstance(a, Services)), None)
-            raise gr.Error(no_model_answered_html(err, services), print_exception=False) from err
+            raise gr.Error(no_model_answered_html(err, services, lang), print_exception=False) from err
         except (WeightsNotFound, ModelLoadError) as err:
-            sentence = "This model cannot be used: " + model_error_sentence(err)
-            raise gr.Error(with_details(sentence, str(err)), print_exception=False) from err
+            sentence = text("error.model_unusable", lang, reason=model_error_sentence(err, lang))
+            raise gr.Error(with_details(sentence, render(err, lang), lang), print_exception=False) from err
         except USER_ERRORS as err:  # the visitor's input, or a limit: the message says it all
-            raise gr.Error(str(err), print_exception=False) from err
+            raise gr.Error(render(err, lang), print_exception=False) from err
         except Exception as err:  # the server must keep serving whatever happens
             log.exception("Handler %s failed", handler.__name__)
-            raise gr.Error(f"Something went wrong ({type(err).__name__}). The server is still running; try again.") from err
+            raise gr.Error(text("error.unexpected", lang, kind=type(err).__name__)) from err
 
     return wrapper
 
 
-def with_details(sentence: str, details: str) -> str:
+def with_details(sentence: str, details: str, lang: str = "en") -> str:
     """A short sentence, and the full text behind a "Details" toggle (HTML: toasts and Markdown render it)."""
     if not details or details == sentence:
         return html.escape(sentence, quote=False)
-    return (f"{html.escape(sentence, quote=False)}<details><summary>Details</summary>"
+    return (f"{html.escape(sentence, quote=False)}<details><summary>{text('common.details', lang)}</summary>"
             f"<p>{html.escape(details, quote=False)}</p></details>")
 
 
-def model_error_sentence(err: Exception) -> str:
+MODEL_ERROR_KEYS = {"offline": "model_error.offline", "hub-offline": "model_error.hub_offline",
+                    "unreachable": "model_error.unreachable", "unsafe": "model_error.unsafe",
+                    "download": "model_error.download"}
+
+
+def model_error_sentence(err: Exception, lang: str = "en") -> str:
     """What a model's failure means, in a few words without the model's ID (after "ResNet-152: ")."""
     reason = getattr(err, "reason", None)
     if isinstance(err, ModelLoadError):
-        return "its weights on this machine do not load."
-    if reason == "offline":
-        return "not on this machine, and the app runs offline."
-    if reason == "hub-offline":
-        return "not on this machine, and HF_HUB_OFFLINE=1 is set."
-    if reason == "unreachable":
-        return "not on this machine, and the Hugging Face Hub cannot be reached."
-    if reason == "unsafe":
-        return "its weights are not a safetensors file, and only those are loaded."
-    if reason == "download":
-        return "its download from the Hugging Face Hub failed."
-    if isinstance(err, SpecError):
-        return "its SPEC cannot be used."
-    return "its weights were not found."
+        key = "model_error.does_not_load"
+    elif reason in MODEL_ERROR_KEYS:
+        key = MODEL_ERROR_KEYS[reason]
+    elif isinstance(err, SpecError):
+        key = "model_error.spec"
+    else:
+        key = "model_error.not_found"
+    return text(key, lang)
 
 
-def no_model_answered_html(err: NoModelAnswered, services: Services | None) -> str:
+def no_model_answered_html(err: NoModelAnswered, services: Services | None, lang: str = "en") -> str:
     """No model could classify: which ones, why in short (models that failed alike share one line), and each
     full message one click away."""
     if not err.failures:
-        return html.escape(str(err), quote=False)
+        return html.escape(render(err, lang), quote=False)
     names = friendly_names(services) if services is not None else {}
     by_reason: dict[str, list[str]] = {}
     for name, failure in err.failures.items():
-        by_reason.setdefault(model_error_sentence(failure), []).append(names.get(name, name))
+        by_reason.setdefault(model_error_sentence(failure, lang), []).append(names.get(name, name))
     lines = [f"{', '.join(models)}: {sentence}" for sentence, models in by_reason.items()]
-    details = "\n\n".join(str(failure) for failure in err.failures.values())
-    return with_details("No model could answer. " + " ".join(lines), details)
+    details = "\n\n".join(render(failure, lang) for failure in err.failures.values())
+    return with_details(text("error.no_model_answered", lang, lines=" ".join(lines)), details, lang)
 
 
 def image_input(**kwargs) -> gr.Image:
@@ -109,9 +119,16 @@ def image_input(**kwargs) -> gr.Image:
     Gradio write a type-stub file beside this module.)
     """
     # The placeholder repeats the drop area's accessible name, so what is read out matches what is seen.
-    kwargs.setdefault("placeholder", "Drop an image file here to upload")
-    kwargs.setdefault("alt_text", "The image you chose")
-    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"], **kwargs)
+    # With a ``page`` its texts (Messages) follow the language switch; without, they are English.
+    page = kwargs.pop("page", None)
+    kwargs.setdefault("placeholder", Message("image_input.placeholder"))
+    kwargs.setdefault("alt_text", Message("image_input.alt"))
+    options = dict(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"], **kwargs)
+    if page is not None:
+        component = page(gr.Image, **options)
+    else:
+        component = gr.Image(**{prop: str(value) if isinstance(value, Message) else value
+                                for prop, value in options.items()})
     gradio_preprocess = component.preprocess
 
     def preprocess(payload):
@@ -149,19 +166,24 @@ def example_caption(path: str | Path) -> str:
 
 
 def clickable_examples(services: Services, image: gr.Image, fn: Callable, outputs: list, inputs: list | None = None,
-                       examples: list[str] | None = None, captions: list[str] | None = None,
-                       label: str = "Examples: click one to run it") -> gr.Gallery | None:
+                       examples: list[str] | None = None, captions: list | None = None,
+                       label: Message | None = None, page=None) -> gr.Gallery | None:
     """Captioned thumbnails that run ``fn`` when one is clicked: the picture goes into ``image``, then
     ``fn(image, *inputs)`` fills ``outputs`` in the shared inference pool, as the tab's own button does.
     ``examples`` default to one gallery photo per label, ``captions`` to their names in words (each also its
-    thumbnail's alt text). None when there is nothing to show."""
+    thumbnail's alt text). With a ``page``, the label and captions (``Message``s) follow the language switch.
+    None when there is nothing to show."""
     from .queue import inference
 
     examples = list(example_images(services) if examples is None else examples)
     if not examples:
         return None
     captions = list(captions or [example_caption(path) for path in examples])
-    picker = gr.Gallery(list(zip(examples, captions)), label=label, columns=4, height="auto", allow_preview=False,
+    label = label if label is not None else Message("examples.label")
+    build = page or (lambda factory, **options: factory(**{prop: str(value) if isinstance(value, Message) else value
+                                                           for prop, value in options.items()}))
+    value = list(zip(examples, captions)) if page else [(path, str(caption)) for path, caption in zip(examples, captions)]
+    picker = build(gr.Gallery, value=value, label=label, columns=4, height="auto", allow_preview=False,
                         object_fit="contain", interactive=False, buttons=[],
                         elem_classes=["clickable-examples", "every-row"])  # theme.CSS: every row shown
 
@@ -188,22 +210,26 @@ def friendly_names(services: Services) -> dict[str, str]:
 def models_in_words(services: Services) -> str:
     """The ensemble in words, for the page's first lines: "ResNet-152 + SE-ResNeXt-101, trained on ImageNet"."""
     names = friendly_names(services)
-    members = [names[name] for name in services.registry.names]
+    members = " + ".join(names[name] for name in services.registry.names)
     data = {training_data(services.registry.specs[name]) for name in services.registry.names}
-    trained = f", trained on {data.pop()}" if len(data) == 1 and None not in data else ""
-    return " + ".join(members) + trained
+    if len(data) == 1 and None not in data:
+        return Message("landing.models_trained", models=members, data=data.pop())
+    return members
 
 
-def model_status_markdown(services: Services) -> str:
+def model_status_markdown(services: Services, lang: str = "en") -> str:
     """The Models panel: what keeps the app from storing or finding its data, then each model's weights."""
     warnings = [problem for problem in (services.features.warning, operator_gallery_problem(services)) if problem]
-    lines = [f"**Warning:** {problem}" for problem in warnings] + ([""] if warnings else [])
+    lines = [text("models.warning", lang, problem=render(problem, lang)) for problem in warnings]
+    lines += [""] if warnings else []
     names = friendly_names(services)
-    lines += ["| model | ID (SPEC) | role | weights |", "|---|---|---|---|"]
+    lines += [text("models.header", lang), "|---|---|---|---|"]
     ensemble = services.registry.names
+    roles = text("models.role.all", lang), text("models.role.explain", lang)
     for name, status in services.model_status().items():
-        role = "classify, retrieve, explain" if name in ensemble else "explain only"
-        lines.append(f"| {names[name]} | `{name}` | {role} | {_cell(status)} |")  # the full SPEC: its source shows
+        role = roles[0] if name in ensemble else roles[1]
+        # the full SPEC: its source shows
+        lines.append(f"| {names[name]} | `{name}` | {role} | {_cell(render(status, lang))} |")
     return "\n".join(lines)
 
 
@@ -211,22 +237,16 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-NOTICE_GROUPS = {  # state -> (what, fix), one sentence each; {models} and {command} are filled in
-    OFFLINE: ("**Not on this machine:** {models}. The app was started with `--offline`, so it cannot download them.",
-              "**Fix:** on a machine with internet run `{command}`, copy its `weights/` folder here and restart; "
-              "or start without `--offline`."),
-    HUB_OFFLINE: ("**Not on this machine:** {models}. `HF_HUB_OFFLINE=1` is set, so they cannot be downloaded.",
-                  "**Fix:** unset `HF_HUB_OFFLINE` and restart; or on a machine with internet run `{command}` and "
-                  "copy its `weights/` folder here."),
-    UNREACHABLE_HUB: ("**Not on this machine:** {models}. The Hugging Face Hub cannot be reached to download them.",
-                      "**Fix:** connect this machine to the internet (the first use then downloads them); or on a "
-                      "machine with internet run `{command}` and copy its `weights/` folder here."),
-    NOT_FOUND: ("**Not found:** {models}.", "**Fix:** check the SPEC given with `--model` (details below)."),
-    BROKEN: ("**Weights that do not load:** {models}.", "**Fix:** see the details below."),
+NOTICE_GROUPS = {  # state -> catalogue keys of (what, fix), one sentence each; {models} and {command} filled in
+    OFFLINE: ("notice.offline", "notice.offline.fix"),
+    HUB_OFFLINE: ("notice.hub_offline", "notice.hub_offline.fix"),
+    UNREACHABLE_HUB: ("notice.unreachable", "notice.unreachable.fix"),
+    NOT_FOUND: ("notice.not_found", "notice.not_found.fix"),
+    BROKEN: ("notice.broken", "notice.broken.fix"),
 }
 
 
-def model_notice(services: Services, states: dict[str, ModelState]) -> str:
+def model_notice(services: Services, states: dict[str, ModelState], lang: str = "en") -> str:
     """The page's notice when a model cannot be used: which ones, why, the fix for the way the app was
     started, what still works, and every model's full message one click away; "" when all can be used."""
     names = friendly_names(services)
@@ -238,17 +258,19 @@ def model_notice(services: Services, states: dict[str, ModelState]) -> str:
         group = [name for name, state in bad.items() if state.kind == kind]
         if group:
             command = "python -m senet_demo download " + " ".join(group)
-            lines += [what.format(models=", ".join(names[n] for n in group)) + " " + fix.format(command=command)]
+            lines += [text(what, lang, models=", ".join(names[n] for n in group)) + " "
+                      + text(fix, lang, command=command)]
     ensemble = services.registry.names
     if all(name in bad for name in ensemble):
-        lines.append("Until then Classify, Retrieve and Explain cannot answer.")
+        lines.append(text("notice.none_answer", lang))
     elif any(name in bad for name in ensemble):
-        lines.append("The other models still answer.")
+        lines.append(text("notice.others_answer", lang))
     else:
-        lines.append("Only the Explain tab's extra models are affected.")
+        lines.append(text("notice.explain_only", lang))
     details = "".join(f"<li><b>{html.escape(names[name])}</b> (<code>{html.escape(name, quote=False)}</code>): "
-                      f"{html.escape(state.detail, quote=False)}</li>" for name, state in bad.items())
-    return "⚠️ " + "\n\n".join(lines) + f"\n\n<details><summary>Details</summary><ul>{details}</ul></details>"
+                      f"{html.escape(render(state.detail, lang), quote=False)}</li>" for name, state in bad.items())
+    return ("⚠️ " + "\n\n".join(lines) + f"\n\n<details><summary>{text('common.details', lang)}</summary>"
+            f"<ul>{details}</ul></details>")
 
 
 def operator_gallery_problem(services: Services) -> str | None:

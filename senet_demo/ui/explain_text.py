@@ -1,17 +1,18 @@
 """The Explain tab's words: one plain sentence per SE step with this image's numbers, and a one-sentence
-summary beside every plot (which is also its text for screen readers).
+summary beside every plot (which is also its text for screen readers), in English or Korean (``lang``).
 
-Pure functions of arrays and ``SEBlock``s, so each sentence can be checked against the numbers it states.
+Pure functions of arrays and ``SEBlock``s, so each sentence can be checked against the numbers it states; the
+sentences themselves are catalogue templates (``senet_demo.i18n``, keys ``explain.*``).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from ..i18n import text
 from ..se_blocks import SEBlock
 from ..se_cost import ModelCost
 
-WHAT_SE_DOES = ("An SE block looks at the whole image, decides how much each channel matters, and multiplies "
-                "each channel by that weight: global context → channel weights → recalibration.")
+WHAT_SE_DOES = text("explain.what_se_does")  # English, as the API and the tests read it
 
 
 def _share(part: float) -> str:
@@ -23,65 +24,53 @@ def _millions(count: int) -> str:
 
 
 def steps_text(block: SEBlock, blocks: list[SEBlock], cost: ModelCost, activation: str, gate: str,
-               z: np.ndarray, s: np.ndarray, model_label: str) -> str:
+               z: np.ndarray, s: np.ndarray, model_label: str, lang: str = "en") -> str:
     """The block's real numbers, and what each of squeeze, excitation and scale does, for this image."""
     own = cost.blocks[block.name]
     h, w = own.input_hw
     c, cr = block.channels, block.reduced
     passed, shut = int((s > 0.9).sum()), int((s < 0.1).sum())
     return "\n\n".join([
-        f"### {block.name}: an SE block at work on your image\n{WHAT_SE_DOES}",
-        f"**{block.name}** (`{block.path}`) of {model_label} receives U: **{c} channels of {h}×{w}**. "
-        f"With r = {block.reduction:g} its bottleneck has C/r = {cr} values. Its {block.params:,} parameters are "
-        f"{_share(own.params_share)} of the model's {_millions(cost.model_params)} "
-        f"(all {len(blocks)} SE blocks: {_share(cost.se_params / cost.model_params)}); its FLOPs are "
-        f"{_share(own.flops_share)} of the model's {cost.model_flops / 1e9:.1f} G "
-        f"(all SE blocks: {_share(cost.se_flops / cost.model_flops)}).",
-        f"① **Squeeze** (global context): each channel's {h}×{w} map is averaged to one number z_c. "
-        f"z holds {c} values (here {float(z.min()):.2f} to {float(z.max()):.2f}): a summary of the whole image, "
-        f"which the block's convolutions, each seeing a small window, do not have.",
-        f"② **Excitation** (channel weights): a small network turns z into one weight per channel: "
-        f"FC {c}→{cr}, {activation}, FC {cr}→{c}, {gate}. The squeeze to {cr} values makes the channels "
-        f"decide together. Here s runs from {float(s.min()):.2f} to {float(s.max()):.2f}: "
-        f"{passed} channels above 0.9, {shut} below 0.1.",
-        f"③ **Scale** (recalibration): each channel is multiplied by its weight, ũ_c = s_c · u_c. "
-        f"A channel with s near 1 passes unchanged; one near 0 fades out. The pictures below show it.",
+        text("explain.steps.title", lang, block=block.name, what=text("explain.what_se_does", lang)),
+        text("explain.steps.sizes", lang, block=block.name, path=block.path, model=model_label, c=c, h=h, w=w,
+             r=f"{block.reduction:g}", cr=cr, params=f"{block.params:,}", share=_share(own.params_share),
+             model_params=_millions(cost.model_params), count=len(blocks),
+             se_share=_share(cost.se_params / cost.model_params), flops_share=_share(own.flops_share),
+             model_flops=f"{cost.model_flops / 1e9:.1f}", se_flops_share=_share(cost.se_flops / cost.model_flops)),
+        text("explain.steps.squeeze", lang, h=h, w=w, c=c, low=float(z.min()), high=float(z.max())),
+        text("explain.steps.excitation", lang, c=c, cr=cr, activation=activation, gate=gate, low=float(s.min()),
+             high=float(s.max()), passed=passed, shut=shut),
+        text("explain.steps.scale", lang),
     ])
 
 
-def scale_text(shown: list[tuple[str, int]], s: np.ndarray, hw: tuple[int, int]) -> str:
+def scale_text(shown: list[tuple[str, int]], s: np.ndarray, hw: tuple[int, int], lang: str = "en") -> str:
     """What the before/after pictures show, naming their channels and gates."""
     most = ", ".join(f"{c} (s = {s[c]:.2f})" for kind, c in shown if kind == "most")
     least = ", ".join(f"{c} (s = {s[c]:.2f})" for kind, c in shown if kind == "least")
-    return (f"④ Each picture: **left**, a channel's {hw[0]}×{hw[1]} map as the block receives it; **right**, the "
-            f"same map after × s, on the same colours (brightness is the size of a value; black is 0). Most excited "
-            f"channels: {most}: they stay. Least excited: {least}: they fade.")
+    return text("explain.scale", lang, h=hw[0], w=hw[1], most=most, least=least)
 
 
-def map_text(excitations: dict[str, np.ndarray], blocks: list[SEBlock]) -> str:
+def map_text(excitations: dict[str, np.ndarray], blocks: list[SEBlock], lang: str = "en") -> str:
     """One sentence on the map and the per-block summary."""
     means = {b.name: float(np.mean(excitations[b.name])) for b in blocks}
     decided = {b.name: float(np.mean((excitations[b.name] < 0.1) | (excitations[b.name] > 0.9))) for b in blocks}
     low, high = min(means, key=means.get), max(means, key=means.get)
     firmest = max(decided, key=decided.get)
-    return (f"Each row is one of the {len(blocks)} SE blocks, its channels sorted from the most to the least "
-            f"excited. Mean s runs from {means[low]:.2f} ({low}) to {means[high]:.2f} ({high}); {firmest} is the "
-            f"most decided, with {decided[firmest]:.0%} of its channels below 0.1 or above 0.9.")
+    return text("explain.map", lang, count=len(blocks), low=means[low], low_block=low, high=means[high],
+                high_block=high, firmest=firmest, share=decided[firmest])
 
 
-def compare_text(names: list[str], block: SEBlock, spread: np.ndarray, blocks: list[SEBlock]) -> str:
+def compare_text(names: list[str], block: SEBlock, spread: np.ndarray, blocks: list[SEBlock], lang: str = "en") -> str:
     """One sentence on the comparison: which blocks tell the images apart."""
     if len(names) < 2:
-        return ("Only your image is shown. Add up to 3 gallery images or uploads under *Compare with* to see "
-                "where their excitations differ.")
+        return text("explain.compare.alone", lang)
     most, least = blocks[int(np.argmax(spread))].name, blocks[int(np.argmin(spread))].name
-    return (f"{len(names)} images, one panel each for {block.name} (your image in grey beneath the others). "
-            f"Their excitations differ most in {most} (RMS {float(spread.max()):.2f}) and least in {least} "
-            f"({float(spread.min()):.2f}); in the paper's trained models, early blocks treat all images alike "
-            f"and later blocks depend on the image.")
+    return text("explain.compare", lang, count=len(names), block=block.name, most=most,
+                most_rms=float(spread.max()), least=least, least_rms=float(spread.min()))
 
 
-def figure6_text(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock]) -> str:
+def figure6_text(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock], lang: str = "en") -> str:
     """One sentence on Figure 6: how far the categories' lines are apart in the first and the last block."""
     categories = [c for c in means if c != "all"]
 
@@ -89,6 +78,5 @@ def figure6_text(means: dict[str, dict[str, np.ndarray]], blocks: list[SEBlock])
         return float(np.mean(np.std([means[c][block.name] for c in categories], axis=0)))
 
     first, last = blocks[0], blocks[-1]
-    return (f"{len(categories)} gallery categories, one line each, the mean of all in grey. The categories' lines "
-            f"are {apart(first):.3f} apart on average in {first.name} and {apart(last):.3f} in {last.name} "
-            f"(the paper finds early blocks alike across classes and later ones class-specific).")
+    return text("explain.figure6", lang, count=len(categories), first_apart=apart(first), first=first.name,
+                last_apart=apart(last), last=last.name)

@@ -50,6 +50,12 @@ input:focus-visible, button:focus-visible, a:focus-visible, select:focus-visible
 }
 label:has(input:focus-visible) { outline: 3px solid var(--color-accent); outline-offset: 2px; }
 
+/* The title with the English / 한국어 switch at its right, on one line down to a phone's width. */
+#title-row { align-items: center; flex-wrap: nowrap; gap: 0.5rem; }
+#title-row > #title { flex: 1 1 auto; min-width: 0; }
+#title-row > #language { flex: 0 0 auto; width: auto; min-width: 0; }
+#language .wrap { flex-wrap: nowrap; }
+
 /* The landing: the sentence about SE beside its diagram; below it on a phone. */
 #landing { align-items: center; gap: 1.5rem; }
 #landing > * { min-width: min(100%, 320px); }

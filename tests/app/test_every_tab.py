@@ -111,7 +111,8 @@ def test_a_bad_image_is_refused_for_every_tab_with_its_message(tmp_path, every_t
 
 
 def test_the_every_tab_endpoint_takes_the_tabs_inputs_in_order(every_tab_services):
-    """The button sends Classify's inputs, then Retrieve's and Explain's settings: the order every_tab reads."""
+    """The button sends Classify's inputs, then Retrieve's and Explain's settings, then the language switch:
+    the order every_tab reads."""
     from senet_demo.ui import build_demo
 
     demo = build_demo(every_tab_services)
@@ -119,8 +120,9 @@ def test_the_every_tab_endpoint_takes_the_tabs_inputs_in_order(every_tab_service
     kinds = [type(component).__name__ for component in event.inputs]
     members = len(every_tab_services.registry.names)
     assert kinds == ["Image", "Radio", *["Slider"] * members, "Radio", "Slider", "State",
-                     "Dropdown", "Dropdown", "Dropdown", "State", "Checkbox", "Slider"]
-    assert [c.value for c in event.inputs[1:]] == [*_defaults(every_tab_services)["classify"],
+                     "Dropdown", "Dropdown", "Dropdown", "State", "Checkbox", "Slider", "Radio"]
+    assert event.inputs[-1].elem_id == "language" and event.inputs[-1].value == "en"
+    assert [c.value for c in event.inputs[1:-1]] == [*_defaults(every_tab_services)["classify"],
                                                    *_defaults(every_tab_services)["retrieve"],
                                                    *_defaults(every_tab_services)["explain"]]
     demo.close()

@@ -21,7 +21,7 @@ from senet_demo.i18n import EN, KO, Message, from_accept_language, language, pla
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Templates with no words to translate: the same in both languages, or Korean without Hangul.
-LANGUAGE_NEUTRAL = {"size.mb", "image.error", "image.formats", "checkpoint.the_spec"}
+LANGUAGE_NEUTRAL = {"size.mb", "image.error", "image.formats", "checkpoint.the_spec", "retrieve.query_caption"}
 
 
 # --- the catalogue ----------------------------------------------------------------------------------------
