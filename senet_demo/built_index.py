@@ -167,16 +167,19 @@ def choose_index(rows: int, dimension: int, kind: str = "auto") -> dict:
         return {"kind": "flat", "metric": "inner product"}
     if kind == "hnsw":
         return {"kind": "hnsw", "metric": "inner product", "M": 32, "efConstruction": 80, "efSearch": 128}
-    # IVF-PQ: about sqrt(rows) lists; 8-bit codes of 16-value sub-vectors (of 8 where 16 does not divide d)
+    # IVF-PQ: about sqrt(rows) lists; 8-bit codes of 32-value sub-vectors (fewer values where 32 does not
+    # divide d). The candidates the codes find are re-ranked with the vectors kept as float16 (the refine
+    # stage), which the app memory-maps: recall close to exact search for a few bytes of memory per vector.
     nlist = int(min(65536, max(16, 2 ** round(math.log2(max(1.0, math.sqrt(rows)))))))
     nlist = max(1, min(nlist, rows // 39))  # faiss's k-means wants 39 training points per list
-    m = next(m for m in (dimension // 16, dimension // 8, dimension // 4, dimension // 2, dimension, 1)
+    m = next(m for m in (dimension // 32, dimension // 16, dimension // 8, dimension // 4, dimension // 2, dimension)
              if m >= 1 and dimension % m == 0)
     m = min(m, 256)
     while dimension % m:
         m -= 1
     return {"kind": "ivfpq", "metric": "inner product", "nlist": nlist, "m": m, "nbits": 8,
-            "nprobe": min(nlist, max(8, nlist // 16)), "train_rows": min(rows, max(64 * nlist, 10_000))}
+            "nprobe": min(nlist, max(8, nlist // 16)), "refine": "fp16", "k_factor": 16, "kmeans_iterations": 10,
+            "train_rows": min(rows, max(64 * nlist, 10_000))}
 
 
 def new_faiss_index(spec: dict, dimension: int):
@@ -192,18 +195,24 @@ def new_faiss_index(spec: dict, dimension: int):
         index.hnsw.efSearch = spec["efSearch"]
         return index
     quantizer = faiss.IndexFlatIP(dimension)
-    index = faiss.IndexIVFPQ(quantizer, dimension, spec["nlist"], spec["m"], spec["nbits"], metric)
-    index.nprobe = spec["nprobe"]
-    index.cp.seed = 1234  # k-means' seed: the same vectors train the same index
+    coarse = faiss.IndexIVFPQ(quantizer, dimension, spec["nlist"], spec["m"], spec["nbits"], metric)
+    coarse.cp.seed = coarse.pq.cp.seed = 1234  # k-means' seeds: the same vectors train the same index
+    coarse.cp.niter = coarse.pq.cp.niter = spec["kmeans_iterations"]
+    refine = faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16, metric)
+    index = faiss.IndexRefine(coarse, refine)
+    tune_for_search(index, spec)
     return index
 
 
 def tune_for_search(index, spec: dict) -> None:
     """Search parameters are not all kept by faiss's file format: set them from the manifest."""
+    import faiss
+
     if spec["kind"] == "hnsw":
         index.hnsw.efSearch = spec["efSearch"]
     elif spec["kind"] == "ivfpq":
-        index.nprobe = spec["nprobe"]
+        faiss.extract_index_ivf(index).nprobe = spec["nprobe"]
+        faiss.downcast_index(index).k_factor = spec["k_factor"]
 
 
 def read_faiss(path: Path, spec: dict):

@@ -559,6 +559,7 @@ def run(settings: JobSettings, say: Say = print) -> dict:
     """Build (or finish, or check) the index folder ``settings.out``; returns its manifest."""
     output = Output(settings.out)
     output.make_folders()
+    settings = _absolute(settings, output)
     models = model_records(settings)
     if len(models) == 1 and settings.feature == models[0]["spec"]:
         settings = replace(settings, feature=ENSEMBLE)  # one model: its feature is the ensemble's, as the app names it
@@ -578,6 +579,27 @@ def run(settings: JobSettings, say: Say = print) -> dict:
             raise JobError(f"{len(still)} shards were not written (first: shard {still[0].number}). Fix: run the "
                            f"job again; finished shards are kept.")
     return finalise(output, settings, models, key, shards, done, say)
+
+
+def _absolute(settings: JobSettings, output: Output) -> JobSettings:
+    """The settings with every local path absolute: the workers do not run in the driver's folder."""
+    from .config import ModelSpec
+
+    def spec(text: str) -> str:
+        parsed = ModelSpec.parse(text)
+        if parsed.source is None or parsed.source.startswith("hf-hub:") or not Path(parsed.source).exists():
+            return text
+        return f"{parsed.arch}={Path(parsed.source).expanduser().resolve()}"
+
+    changes = {"out": output.base if output.local else settings.out,
+               "specs": [spec(text) for text in settings.specs] if settings.specs else settings.specs}
+    if settings.weights_dir:
+        changes["weights_dir"] = str(Path(settings.weights_dir).expanduser().resolve())
+    if not settings.is_dataset:
+        changes["source"] = str(Path(settings.source).expanduser().resolve())
+    elif Path(settings.source[len(DATASET_PREFIX):]).exists():  # a local dataset folder
+        changes["source"] = DATASET_PREFIX + str(Path(settings.source[len(DATASET_PREFIX):]).resolve())
+    return replace(settings, **changes)
 
 
 def _remove_leftovers(output: Output, shards: list[Shard]) -> None:

@@ -30,6 +30,7 @@ def test_small_galleries_get_exact_search_and_large_ones_an_approximate_index():
     assert 4096 % spec["m"] == 0 and spec["nbits"] == 8
     assert spec["nlist"] == 512 and spec["nprobe"] == 32  # about sqrt(rows) lists; a sixteenth probed
     assert spec["train_rows"] == 64 * spec["nlist"]
+    assert spec["refine"] == "fp16" and spec["k_factor"] >= 10  # candidates re-ranked by the kept vectors
 
 
 def test_an_asked_for_kind_wins_and_an_unknown_one_is_refused():
