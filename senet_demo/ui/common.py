@@ -15,7 +15,7 @@ import gradio as gr
 from ..classify import NoModelAnswered
 from ..config import GALLERY_DIR, SpecError
 from ..gallery import gallery_problem
-from ..i18n import LANGUAGES, Message, render, text
+from ..i18n import LANGUAGES, Message, render, text, ui
 from ..images import IMAGE_SUFFIXES, ImageError, load_image
 from ..models import ModelLoadError, training_data
 from ..services import BROKEN, HUB_OFFLINE, NOT_FOUND, OFFLINE, UNREACHABLE_HUB, ModelState, Services
@@ -119,16 +119,16 @@ def image_input(**kwargs) -> gr.Image:
     Gradio write a type-stub file beside this module.)
     """
     # The placeholder repeats the drop area's accessible name, so what is read out matches what is seen.
-    # With a ``page`` its texts (Messages) follow the language switch; without, they are English.
-    page = kwargs.pop("page", None)
-    kwargs.setdefault("placeholder", Message("image_input.placeholder"))
-    kwargs.setdefault("alt_text", Message("image_input.alt"))
-    options = dict(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"], **kwargs)
-    if page is not None:
-        component = page(gr.Image, **options)
-    else:
-        component = gr.Image(**{prop: str(value) if isinstance(value, Message) else value
-                                for prop, value in options.items()})
+    # Its texts are gr.I18n keys, in the browser's language, and not tracked by the language switch: an update
+    # of the component's props would give the visitor's session a fresh copy of it without the preprocessing
+    # below, and an undecodable upload would then get Gradio's bare error instead of the app's message.
+    kwargs.pop("page", None)
+    texts = {"placeholder": kwargs.pop("placeholder", Message("image_input.placeholder")),
+             "label": kwargs.pop("label", None)}
+    kwargs.setdefault("alt_text", text("image_input.alt"))  # not translated by the browser: English
+    component = gr.Image(type="filepath", image_mode=None, sources=["upload", "webcam", "clipboard"],
+                         **{prop: ui(value.key) if isinstance(value, Message) and not value.params else value
+                            for prop, value in texts.items() if value is not None}, **kwargs)
     gradio_preprocess = component.preprocess
 
     def preprocess(payload):

@@ -401,6 +401,7 @@ def explain_examples(services: Services, image, settings: list, outputs: list, p
         return
     page = page if page is not None else Page()
     shown = page(gr.Examples, examples=[[path] for path in examples], inputs=[image],
-                 label=Message("explain.examples"), example_labels=[Path(path).parent.name for path in examples])
+                 label=Message("explain.examples"), example_labels=[Path(path).parent.name for path in examples],
+                 elem_id="explain-examples")
     shown.dataset.click(functools.partial(explain_example, services, examples), [shown.dataset, *settings], outputs,
                         api_visibility="private", **inference(services))
