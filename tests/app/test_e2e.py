@@ -77,7 +77,7 @@ def test_app_starts_with_a_missing_model_and_says_so(tmp_path, resnet_name):
     services = Services.create(make_config(tmp_path, [resnet_name, MISSING]))
     demo = build_demo(services)
     (open_models,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
-    status = open_models.fn()  # the Models panel, as it reads when opened
+    status = open_models.fn(None)  # the Models panel, as it reads when opened (no request: English)
     assert MISSING in status and "python -m senet_demo download" in status, status
     assert resnet_name in status
     demo.close()

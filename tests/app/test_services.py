@@ -197,9 +197,9 @@ def test_the_models_panel_is_read_again_when_opened(tmp_path, resnet_name):
     services = Services.create(make_config(tmp_path, [resnet_name]))
     demo = build_demo(services)
     (refresh,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
-    assert "ready (local)" in refresh.fn()
+    assert "ready (local)" in refresh.fn(None)  # no request: English
     services.engine.run(resnet_name, picture(0, (146, 110)))  # loads the model and picks its engine
-    assert "loaded (local); engine: torch" in refresh.fn()
+    assert "loaded (local); engine: torch" in refresh.fn(None)  # no request: English
 
 
 def test_a_page_load_reads_what_the_check_found_without_checking_again(tmp_path, monkeypatch, resnet_name):

@@ -165,7 +165,7 @@ def _served(config):
 def _status_row(demo: gr.Blocks, name: str) -> str:
     """The faulty model's row of the Models status table, as the page shows it when the panel is opened."""
     (refresh,) = [fn for fn in demo.fns.values() if fn.targets and fn.targets[0][1] == "expand"]
-    table = refresh.fn()
+    table = refresh.fn(None)  # no request: English
     assert "| model | ID (SPEC) | role | weights |" in table
     rows = [line for line in table.splitlines() if f"| `{name}` |" in line]
     assert len(rows) == 1, table
