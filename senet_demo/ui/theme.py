@@ -56,6 +56,9 @@ label:has(input:focus-visible) { outline: 3px solid var(--color-accent); outline
 #title-row > #language { flex: 0 0 auto; width: auto; min-width: 0; }
 #language .wrap { flex-wrap: nowrap; }
 
+/* Korean breaks lines between words (as Korean typesetting does), not inside them. */
+.prose, label, button, [data-testid="block-info"] { word-break: keep-all; overflow-wrap: break-word; }
+
 /* The landing: the sentence about SE beside its diagram; below it on a phone. */
 #landing { align-items: center; gap: 1.5rem; }
 #landing > * { min-width: min(100%, 320px); }

@@ -188,6 +188,6 @@ def test_screenshots_of_every_tab_in_korean(browser, app_url, size):
                 .filter(e => { const r = e.getBoundingClientRect(); return r.right > width + 1 || r.left < -1; })
                 .map(e => e.innerText.slice(0, 40))""", width)
             assert not wider, wider
-            page.screenshot(path=str(ARTIFACTS / f"ko-{width}x{height}-tab-{i + 1}.png"))
+            page.screenshot(path=str(ARTIFACTS / f"ko-{width}x{height}-tab-{i + 1}.png"), full_page=True)
     finally:
         context.close()

@@ -378,7 +378,7 @@ def _upload_event(app) -> int:
     config = app["demo"].config
     components = {c["id"]: c for c in config["components"]}
     found = [i for i, dep in enumerate(config["dependencies"])
-             if [components[c]["type"] for c in dep["inputs"]] == ["file", "textbox", "state"]]
+             if [components[c]["type"] for c in dep["inputs"]] == ["file", "textbox", "state", "radio"]]  # radio: language
     assert len(found) == 1
     return found[0]
 
@@ -400,7 +400,7 @@ def test_uploaded_file_names_that_climb_out_stay_inside(app, name):
     for path in paths:
         assert Path(path).resolve().is_relative_to(gradio_cache), path
     if paths:
-        success, text = _run_event(app, _upload_event(app), [[_file_data(p, name) for p in paths], "../../evil", None])
+        success, text = _run_event(app, _upload_event(app), [[_file_data(p, name) for p in paths], "../../evil", None, "en"])
         assert success, text
         assert "Added 1 image(s)" in text
         session_files = [p for p in SESSIONS_ROOT.rglob(f"*evil-{marker}*")]
@@ -418,7 +418,7 @@ def test_a_zip_whose_names_climb_out_is_refused_through_the_app(app):
         archive.writestr(f"../../../../../../tmp/evil-{marker}.png", _png_with_token(6))
         archive.writestr(f"/tmp/evil-{marker}-abs.png", _png_with_token(6))
     paths = _upload(app, [("photos.zip", buffer.getvalue())])
-    success, text = _run_event(app, _upload_event(app), [[_file_data(paths[0], "photos.zip")], "label", None])
+    success, text = _run_event(app, _upload_event(app), [[_file_data(paths[0], "photos.zip")], "label", None, "en"])
     assert not success and "points outside the archive" in text
     assert not list(Path("/tmp").glob(f"evil-{marker}*"))
 
@@ -438,7 +438,7 @@ def test_a_sessions_upload_folder_is_deleted_when_the_session_ends(app, monkeypa
     before = set(SESSIONS_ROOT.glob("session-*"))
     label = f"mine-{session_hash}"  # other apps on this machine may open sessions meanwhile
     paths = _upload(app, [("mine.png", _png_with_token(8))])
-    success, text = _run_event(app, _upload_event(app), [[_file_data(paths[0], "mine.png")], label, None],
+    success, text = _run_event(app, _upload_event(app), [[_file_data(paths[0], "mine.png")], label, None, "en"],
                                session_hash=session_hash)
     assert success, text
     created = [f for f in set(SESSIONS_ROOT.glob("session-*")) - before if any(label in str(p) for p in f.rglob("*"))]
