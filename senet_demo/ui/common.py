@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import inspect
 import logging
 import re
 from dataclasses import dataclass
@@ -35,12 +36,19 @@ class TabEvent:
     outputs: list
 
 
-def language_of(args: tuple, kwargs: dict) -> str:
-    """The visitor's language in a handler's arguments: ``lang=``, or the last input when it is the language
-    switch's value ("en" or "ko"); English for callers that send none (the API's default)."""
-    if kwargs.get("lang") in LANGUAGES:
-        return kwargs["lang"]
-    return args[-1] if args and isinstance(args[-1], str) and args[-1] in LANGUAGES else "en"
+def language_of(handler, args: tuple, kwargs: dict) -> str:
+    """The visitor's language in a handler's arguments: its ``lang`` parameter, or (for a handler that takes
+    its inputs as ``*values``) the last input when it is the language switch's value; English for callers
+    that send none (the API's default). Gradio may pass ``gr.Progress`` after the inputs: it is skipped."""
+    try:
+        named = inspect.signature(handler).bind_partial(*args, **kwargs).arguments.get("lang")
+    except TypeError:
+        named = None
+    if named in LANGUAGES:
+        return named
+    inputs = [arg for arg in args if not isinstance(arg, gr.Progress)]
+    last = inputs[-1] if inputs else None
+    return last if isinstance(last, str) and last in LANGUAGES else "en"
 
 
 def user_errors(handler):
@@ -49,7 +57,7 @@ def user_errors(handler):
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
-        lang = language_of(args, kwargs)
+        lang = language_of(handler, args, kwargs)
         try:
             return handler(*args, **kwargs)
         except gr.Error:

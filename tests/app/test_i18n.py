@@ -465,3 +465,60 @@ def test_every_label_of_the_app_goes_through_the_catalogue(tiny_services):
                "English", "한국어"}
     untranslated = [literal for component in components for literal in _literals(component, allowed)]
     assert not untranslated, untranslated
+
+
+# --- server-made text: the Explain sentences, plots and the API's optional lang ----------------------------
+
+
+def test_the_explain_sentences_and_plots_say_the_same_numbers_in_korean():
+    """Each sentence and plot text in Korean, with the numbers of its English; the English is the default."""
+    import numpy as np
+
+    from senet_demo import plots
+    from senet_demo.se_blocks import SEBlock
+    from senet_demo.ui import explain_text
+
+    blocks = [SEBlock("SE_2_1", "layer1.0.se", 2, 1, 64, 4, 576), SEBlock("SE_3_1", "layer2.0.se", 3, 1, 64, 4, 576)]
+    rng = np.random.default_rng(0)
+    excitations = {b.name: rng.uniform(0, 1, 64).astype(np.float32) for b in blocks}
+    for make in (lambda lang: explain_text.map_text(excitations, blocks, lang),
+                 lambda lang: explain_text.compare_text(["a", "b"], blocks[0], np.array([0.25, 0.5]), blocks, lang),
+                 lambda lang: explain_text.scale_text([("most", 3), ("least", 7)], excitations["SE_2_1"], (7, 7), lang)):
+        english, korean = make("en"), make("ko")
+        assert not HANGUL.search(english) and len(HANGUL.findall(korean)) > 20, korean
+        assert re.findall(r"\d+\.\d+", english) == re.findall(r"\d+\.\d+", korean)
+    assert explain_text.map_text(excitations, blocks) == explain_text.map_text(excitations, blocks, "en")
+
+    figure = plots.channel_plot({"a": excitations["SE_2_1"]}, blocks[0], np.arange(64), "ko")
+    assert figure.layout["title"]["text"] == "SE_2_1: 채널별 s (전체 64개)"
+    assert plots.channel_plot({"a": excitations["SE_2_1"]}, blocks[0], np.arange(64)).layout["title"]["text"] \
+        == "SE_2_1: s per channel (all 64)"
+
+
+def test_an_api_call_may_ask_for_korean_text(tmp_path, tiny_senet):
+    """/retrieve and /explain take one more optional input, the language: without it their text is English as
+    before, with "ko" it is Korean; the values besides the text are the same."""
+    from gradio_client import Client, handle_file
+
+    from fixtures import folder_spec, make_gallery, services_for
+    from senet_demo.ui import build_demo, launch_options
+
+    services = services_for(folder_spec(tiny_senet), tmp_path, make_gallery(tmp_path / "gallery", {"a": 2, "b": 2}))
+    image = services.gallery()[0].path
+    demo = build_demo(services)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(services))
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        english = client.predict(handle_file(str(image)), api_name="/retrieve")
+        korean = client.predict(handle_file(str(image)), lang="ko", api_name="/retrieve")
+        assert not HANGUL.search(english[1]) and HANGUL.search(korean[1])
+        assert [item["caption"] for item in english[0]] == [item["caption"] for item in korean[0]]
+        bogus = tmp_path / "invoice.jpg"
+        bogus.write_bytes(MINIMAL_PDF)
+        with pytest.raises(Exception) as refused:
+            client.predict(handle_file(str(bogus)), lang="ko", api_name="/retrieve")
+        assert "invoice.jpg 파일은 이 앱이 읽을 수 있는 이미지가 아닙니다" in str(refused.value)
+    finally:
+        demo.close()
