@@ -194,7 +194,8 @@ class FeatureStore:
             if not images:
                 continue
             for item, out in zip(decoded, self.engine.run_batch(model_name, images)):
-                out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept})
+                out = replace(out, excitations={n: v for n, v in out.excitations.items() if n in kept},
+                              squeezes={}, bottlenecks={})  # the gallery needs no step view
                 if item.persist and not self._write_failed:
                     # After one failed write (full disk, read-only folder) the rest of this run stays in memory
                     # rather than logging, and leaving behind, one failure per image.

@@ -170,29 +170,24 @@ def test_retrieve_tab_refuses_a_zip_pointing_outside_itself(page, tmp_path):
     assert not list(tmp_path.parent.rglob("escaped.png"))
 
 
-def test_explain_tab_shows_block_and_plot(page):
+def test_explain_tab_shows_the_block_step_by_step(page):
+    """Every view at three sizes is in test_explain_views.py; here the Explain tab in this visitor's path."""
     page.get_by_role("tab", name="Explain").click()
     page.locator("#explain-image").wait_for(timeout=30_000)
     page.locator("#explain-image input[type=file]").set_input_files(_skimage("chelsea.png"))
     page.get_by_role("button", name="Explain", exact=True).click()
-    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    page.locator("#explain-steps-plot .js-plotly-plot").wait_for(timeout=120_000)
+    page.wait_for_function("document.querySelectorAll('#explain-scale img').length >= 4", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "explain.png"), full_page=True)
-    text = page.locator("body").inner_text()
-    assert "SE_4_1" in text and "C = 1024" in text  # the tiny SE-ResNeXt's default block, stage 4
-    page.get_by_role("tab", name="Depth profile").click()
-    depth = page.locator(".js-plotly-plot").filter(has_text="Depth profile")
+    text = page.locator("#explain-steps").inner_text()
+    assert "SE_4_1" in text and "1024 channels of" in text  # the tiny SE-ResNeXt's default block, stage 4
+    assert "① Squeeze" in text and "② Excitation" in text and "③ Scale" in text
+    sources = page.locator("#explain-scale img").evaluate_all("images => images.map(i => i.getAttribute('src'))")
+    assert len(sources) == 4 and all("/gradio_api/file=" in src and src.endswith(".png") for src in sources)
+    page.locator("#explain-view").get_by_text("Compare", exact=True).click()
+    depth = page.locator("#explain-depth-plot .js-plotly-plot")
     depth.wait_for(timeout=30_000)
-    assert "images differ by" in depth.inner_text()  # the second panel, below the means
-    page.screenshot(path=str(ARTIFACTS / "explain-depth.png"), full_page=True)
-    page.get_by_role("tab", name="Top channels").click()
-    tiles = page.locator("#explain-tiles img")
-    tiles.first.wait_for(timeout=30_000)
-    page.wait_for_function("document.querySelectorAll('#explain-tiles img').length >= 8", timeout=30_000)
-    sources = tiles.evaluate_all("images => images.map(i => [i.getAttribute('src'), i.naturalWidth])")
-    assert len(sources) == 8  # the 4 most and 4 least excited channels, as JPEG files the app serves
-    assert all("/gradio_api/file=" in src and src.endswith(".jpeg") and width == 224 for src, width in sources), sources
-    assert page.locator("#explain-tiles").get_by_text("(most)").count() >= 1
-    page.screenshot(path=str(ARTIFACTS / "explain-tiles.png"), full_page=True)
+    assert "Mean s per block" in depth.inner_text()
 
 
 def test_the_models_panel_reads_each_model_when_opened(page, tiny_senet):
@@ -216,6 +211,6 @@ def test_one_click_fills_every_tab(page, app_url):
     page.get_by_text("gallery images by cosine similarity").first.wait_for(timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "every-tab-retrieve.png"), full_page=True)
     page.get_by_role("tab", name="Explain").click()
-    page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
-    assert "SE_4_1" in page.locator("body").inner_text()
+    page.locator("#explain-steps-plot .js-plotly-plot").wait_for(timeout=30_000)
+    assert "SE_4_1" in page.locator("#explain-steps").inner_text()
     page.screenshot(path=str(ARTIFACTS / "every-tab-explain.png"), full_page=True)
