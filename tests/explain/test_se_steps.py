@@ -24,17 +24,22 @@ def _independent_steps(se: torch.nn.Module, u: torch.Tensor) -> tuple[torch.Tens
     return z, hidden, fixtures._activation(gate, hidden @ w2.T + expand.bias.double())
 
 
+def _forward_with_inputs(model, blocks, batch):
+    """The app's one forward over ``batch``, and each block's input U as my own hooks saw it."""
+    inputs, handles = fixtures.record_se_inputs(model, [b.path for b in blocks])
+    try:
+        with torch.inference_mode():
+            return forward_outputs(model, blocks, batch), inputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_squeeze_bottleneck_and_gate_equal_the_formula_for_every_family(family):
     model = fixtures.shared(family)
     blocks = find_se_blocks(model)
-    inputs, handles = fixtures.record_se_inputs(model, [b.path for b in blocks])  # my own hooks: U of each block
-    try:
-        with torch.inference_mode():
-            result = forward_outputs(model, blocks, fixtures.batch(seed=3, n=2))
-    finally:
-        for handle in handles:
-            handle.remove()
+    result, inputs = _forward_with_inputs(model, blocks, fixtures.batch(seed=3, n=2))
     spread = []
     for b in blocks:
         z, hidden, s = _independent_steps(model.get_submodule(b.path), inputs[b.path])
@@ -53,13 +58,7 @@ def test_squeeze_bottleneck_and_gate_equal_the_formula_for_every_family(family):
 def test_the_kept_maps_are_the_blocks_input_channels_most_and_least_excited_first():
     model = fixtures.shared("resnet-semodule")
     blocks = find_se_blocks(model)
-    inputs, handles = fixtures.record_se_inputs(model, [b.path for b in blocks])
-    try:
-        with torch.inference_mode():
-            result = forward_outputs(model, blocks, fixtures.batch(seed=4, n=1))
-    finally:
-        for handle in handles:
-            handle.remove()
+    result, inputs = _forward_with_inputs(model, blocks, fixtures.batch(seed=4, n=1))
     for b in blocks:
         channels = result.map_channels[b.name].tolist()
         s = result.excitations[b.name][0]
