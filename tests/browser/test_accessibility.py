@@ -18,7 +18,7 @@ import pytest
 
 from fixtures import REPO_ROOT
 from test_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, HOW_TO_ENABLE, PAGE_ERRORS, _skimage,  # noqa: F401
-                          app_url, no_script_errors, playwright_sync)
+                          app_url, browser, no_script_errors, playwright_sync)
 
 
 def find_axe() -> Path | None:
@@ -36,15 +36,6 @@ pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason=f"Chromium not found: 
               pytest.mark.skipif(AXE is None, reason=f"axe-core not found: {HOW_TO_GET_AXE}")]
 
 BLOCKING = ("serious", "critical")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def open_tab(browser, url: str, tab: str, dark: bool = False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,39 +44,57 @@ else:
 
 
 
+@contextmanager
+def served(services):
+    """The app over ``services`` on a free local port, launched as app.py launches it (the theme, CSS,
+    catalogue and file rules): its URL, closed afterwards."""
+    from senet_demo.ui import build_demo, launch_options
+
+    demo = build_demo(services)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                **launch_options(services))
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, headless, for one test module."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playwright_sync.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, tiny_senet):
+    """The ImageNet-trained EfficientNet-Lite0 for Classify and Retrieve, a tiny SE-ResNeXt for Explain."""
     from senet_demo.config import AppConfig
     from senet_demo.convert import export_lite0
     from senet_demo.services import Services
-    from senet_demo.ui import build_demo, launch_options
 
     lite0 = export_lite0(tmp_path_factory.mktemp("lite0") / "tf_efficientnet_lite0")
     config = AppConfig.from_specs([f"tf_efficientnet_lite0={lite0}"], [folder_spec(tiny_senet)], offline=True,
                                   feature_cache_dir=tmp_path_factory.mktemp("features"))
-    services = Services.create(config)
-    demo = build_demo(services)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(services))  # as app.py launches it: the theme, CSS and file rules
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
+    with served(Services.create(config)) as url:
+        yield url
 
 
 PAGE_ERRORS: list[str] = []  # uncaught errors in the page's scripts, in order
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
-        page.goto(app_url)
-        page.locator("#classify-image").wait_for(timeout=60_000)
-        yield page
-        browser.close()
+def page(app_url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1100})
+    page.on("pageerror", lambda error: PAGE_ERRORS.append(str(error)))
+    page.goto(app_url)
+    page.locator("#classify-image").wait_for(timeout=60_000)
+    yield page
+    page.close()
 
 
 @pytest.fixture(autouse=True)

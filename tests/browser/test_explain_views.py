@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures import MINIMAL_PDF, free_port, image_following_senet
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, _skimage, playwright_sync
+from fixtures import MINIMAL_PDF, image_following_senet
+from test_browser import ARTIFACTS, _skimage, browser, served  # noqa: F401 (browser: a fixture)
 
 VIEWPORTS = [(1440, 900), (1280, 720), (390, 844)]  # a laptop, a 1080p projector at 150%, a phone
 VIEWS = {"Step by step": "explain-steps", "Map": "explain-map", "Compare": "explain-compare",
@@ -21,26 +21,11 @@ PLOTS = {"Step by step": ["explain-steps-plot"], "Map": ["explain-map-plot", "ex
 def app_url(tmp_path_factory):
     from senet_demo.config import AppConfig
     from senet_demo.services import Services
-    from senet_demo.ui import build_demo, launch_options
 
     spec = image_following_senet(tmp_path_factory.mktemp("varied") / "seresnext26d")
     config = AppConfig.from_specs([spec], offline=True, feature_cache_dir=tmp_path_factory.mktemp("features"))
-    services = Services.create(config)  # the sample gallery: ten categories of real photographs
-    demo = build_demo(services)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(services))
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
+    with served(Services.create(config)) as url:  # the sample gallery: ten categories of real photographs
+        yield url
 
 
 def _explained(browser, app_url, width, height, theme=""):

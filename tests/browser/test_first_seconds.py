@@ -15,22 +15,13 @@ import pytest
 
 from fixtures import REPO_ROOT, free_port
 from test_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, HOW_TO_ENABLE, PAGE_ERRORS, _skimage,  # noqa: F401
-                          app_url, no_script_errors, playwright_sync)
+                          app_url, browser, no_script_errors, playwright_sync)
 
 if CHROMIUM is None:
     pytestmark = pytest.mark.skipif(True, reason=f"Chromium not found: {HOW_TO_ENABLE}")
 
 VIEWPORTS = [(1440, 900), (1280, 720), (390, 844)]
 QUERY_VIEW = sorted((REPO_ROOT / "queries").glob("fruit__*__brightness.jpg"))[0]  # a gallery photo, brightened
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, url: str, width: int = 1440, height: int = 900, dark: bool = False):

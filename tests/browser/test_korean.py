@@ -13,42 +13,14 @@ import re
 
 import pytest
 
-from fixtures import MINIMAL_PDF, folder_spec, free_port
-from test_browser import (ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, PAGE_ERRORS, _close_toasts, _error_toast, _skimage,
-                          no_script_errors, playwright_sync)  # noqa: F401 (no_script_errors: autouse)
+from fixtures import MINIMAL_PDF
+from test_browser import (ARTIFACTS, PAGE_ERRORS, _close_toasts, _error_toast, _skimage,
+                          app_url, browser, no_script_errors, playwright_sync)  # noqa: F401 (fixtures)
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 # Words that stay as they are in Korean text: model and file names, the SE paper's names, measures.
 KEPT = re.compile(r"^[\s\d.,:;·×=()\[\]/%+-]*$|SE_\d|resnet|seresnext|efficientnet|lite0|tf_|\.(png|jpe?g|zip)\b|"
                   r"^(TTA|P@\d|mAP|ImageNet|English|Squeeze|Excitation|Scale|SE|C|r|k|s)$", re.IGNORECASE)
-
-
-@pytest.fixture(scope="module")
-def app_url(tmp_path_factory, tiny_senet):
-    from senet_demo.config import AppConfig
-    from senet_demo.convert import export_lite0
-    from senet_demo.services import Services
-    from senet_demo.ui import build_demo, launch_options
-
-    lite0 = export_lite0(tmp_path_factory.mktemp("lite0") / "tf_efficientnet_lite0")
-    config = AppConfig.from_specs([f"tf_efficientnet_lite0={lite0}"], [folder_spec(tiny_senet)], offline=True,
-                                  feature_cache_dir=tmp_path_factory.mktemp("features"))
-    services = Services.create(config)
-    demo = build_demo(services)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(services))
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    ARTIFACTS.mkdir(exist_ok=True)
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def _open(browser, app_url, locale: str, viewport: dict | None = None):
