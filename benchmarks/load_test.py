@@ -229,7 +229,7 @@ class Visitor:
             start = time.perf_counter()
             try:
                 if endpoint == "upload":
-                    self.client.predict(kwargs["files"], "mine", fn_index=self.upload_index)
+                    self.client.predict(kwargs["files"], "mine", "en", fn_index=self.upload_index)
                 else:
                     self.client.predict(api_name=endpoint, **kwargs)
                 self.records.append(Record(endpoint, time.perf_counter() - start))
