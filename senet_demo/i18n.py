@@ -347,6 +347,9 @@ EN: dict[str, str] = {
     "explain.figure6.run": "Build Figure 6",
     "explain.figure6.plot": "Figure 6",
     "explain.figure6.no_gallery": "No gallery is configured; start the app with --gallery DIR.",
+    "explain.figure6.index_only": ("Figure 6 averages the gates of the gallery's images, and this app searches a built "
+                                   "index, which keeps only their embeddings. Start the app with a gallery folder "
+                                   "(--gallery DIR) to build Figure 6."),
     "explain.ablate.intro": ("Switch SE off (its gate forced to 1, so the block passes U unchanged) and see how the "
                              "prediction for your image changes."),
     "explain.ablate.label": "Switch SE off in",
@@ -721,6 +724,8 @@ KO: dict[str, str] = {
     "explain.figure6.run": "그림 6 그리기",
     "explain.figure6.plot": "그림 6 (Figure 6)",
     "explain.figure6.no_gallery": "설정된 갤러리가 없습니다. --gallery DIR 옵션으로 앱을 시작해 주세요.",
+    "explain.figure6.index_only": ("그림 6은 갤러리 이미지들의 게이트를 평균하는데, 지금 앱은 임베딩만 담긴 미리 만든 "
+                                   "인덱스를 검색합니다. 그림 6을 보려면 갤러리 폴더로 앱을 시작해 주세요 (--gallery DIR)."),
     "explain.ablate.intro": ("SE를 끄고(게이트를 1로 고정하므로 블록은 U를 그대로 통과시킵니다) 이미지에 대한 예측이 "
                              "어떻게 달라지는지 확인해 보세요."),
     "explain.ablate.label": "SE를 끌 위치",

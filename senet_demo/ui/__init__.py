@@ -15,6 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..built_index import is_index_folder
 from ..config import QUERIES_DIR, REPO_ROOT
 from ..i18n import I18N, Message, Page, language_switch, text, visitor_language
 from ..plots import PLOT_CSS
@@ -32,8 +33,11 @@ NOTICE_WAIT_S = 4.0  # how long the page's first request waits for the model che
 def allowed_paths(services: Services) -> list[str]:
     """Folders whose files the app may serve: the gallery and the example query views (uploads live in the
     temp folder, which Gradio serves by itself). A gallery from the Hugging Face cache is a folder of links
-    into the repo's ``blobs/``, so that folder is allowed too."""
+    into the repo's ``blobs/``, so that folder is allowed too. A built index is not served: its hits are shown
+    from small copies in the temp folder, and its manifest and records are the operator's, not a visitor's."""
     gallery = Path(services.config.gallery_dir)
+    if is_index_folder(gallery):
+        return [str(QUERIES_DIR)]
     paths = [str(gallery), str(QUERIES_DIR)]
     if gallery.parent.name == "snapshots":
         paths.append(str(gallery.parent.parent / "blobs"))

@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import excitation as ex
 from .. import plots, se_cost
+from ..built_index import is_index_folder
 from ..config import result_count
 from ..ensemble import top_k
 from ..i18n import Message, Page, render, text, ui
@@ -215,8 +216,9 @@ def figure6(services: Services, model, sample50, lang="en", progress=gr.Progress
     if not blocks:
         raise gr.Error(why_nothing(services, model, lang))
     items = services.gallery()
-    if not items:
-        raise gr.Error(text("explain.figure6.no_gallery", lang))
+    if not items:  # a built index keeps embeddings, not the images whose gates Figure 6 averages
+        indexed = is_index_folder(services.config.gallery_dir)
+        raise gr.Error(text("explain.figure6.index_only" if indexed else "explain.figure6.no_gallery", lang))
     by_digest = services.features.outputs_by_digest(model, items, progress=lambda f, d: progress(f, desc=render(d, lang)))
     decoded = [item for item in items if item.digest in by_digest]  # undecodable files are skipped
     chosen = ex.figure6_blocks(blocks)

@@ -299,6 +299,7 @@ def test_the_quality_panel_measures_the_index_sample_and_reports_recall(app_serv
 
 
 def test_the_app_serves_pictures_of_index_hits_over_http(app_services, gallery, tmp_path):
+    import httpx
     from gradio_client import Client, handle_file
 
     import senet_demo.ui
@@ -311,11 +312,29 @@ def test_the_app_serves_pictures_of_index_hits_over_http(app_services, gallery, 
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "downloads"))
         results, note = client.predict(handle_file(str(gallery / "gen_red" / "gen_red_2.jpg")), api_name="/retrieve")
+        index_folder = Path(app_services.config.gallery_dir)
+        # the index's own files are the operator's: Gradio's file route must refuse them
+        fetched = {name: httpx.get(f"http://127.0.0.1:{port}/gradio_api/file={index_folder / name}").status_code
+                   for name in ("manifest.json", "rows.parquet")}
     finally:
         demo.close()
     assert len(results) == 5
     assert results[0]["caption"].startswith("gen_red · 1.000")
     assert all(Path(r["image"]).stat().st_size > 0 for r in results)
+    assert (index_folder / "manifest.json").is_file() and (index_folder / "rows.parquet").is_file()
+    assert all(code == 403 for code in fetched.values()), fetched
+
+
+@pytest.mark.parametrize("lang, words", [("en", "built index"), ("ko", "인덱스")])
+def test_figure6_over_a_built_index_says_it_needs_the_gallery_images(app_services, specs, lang, words):
+    """An index keeps embeddings, not the images whose gates Figure 6 averages: the message says so, and how."""
+    import gradio as gr
+
+    from senet_demo.ui.explain_tab import figure6
+
+    with pytest.raises(gr.Error) as refused:
+        figure6(app_services, specs[1], True, lang, progress=no_progress)
+    assert words in str(refused.value) and "--gallery DIR" in str(refused.value)
 
 
 @pytest.mark.parametrize("surface", ["tab", "cli"])
