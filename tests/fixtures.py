@@ -209,7 +209,7 @@ def randomize(model: nn.Module, seed: int) -> None:
 
     varied(model, seed)
     for se in se_modules(model).values():
-        assert float(_layers(se)[1].bias.abs().mean()) > 0.3, "an SE module the varied-gate maker missed"
+        assert float(_layers(se)[1].bias.detach().abs().mean()) > 0.3, "an SE module the varied-gate maker missed"
 
 
 def _layers(se: nn.Module) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
