@@ -381,7 +381,7 @@ EN: dict[str, str] = {
     "explain.what_se_does": ("An SE block looks at the whole image, decides how much each channel matters, and "
                              "multiplies each channel by that weight: global context → channel weights → "
                              "recalibration."),
-    "explain.steps.title": "### {block}: an SE block at work on your image\n{what}",
+    "explain.steps.title": "## {block}: an SE block at work on your image\n{what}",
     "explain.steps.sizes": ("**{block}** (`{path}`) of {model} receives U: **{c} channels of {h}×{w}**. With r = {r} "
                             "its bottleneck has C/r = {cr} values. Its {params} parameters are {share} of the model's "
                             "{model_params} (all {count} SE blocks: {se_share}); its FLOPs are {flops_share} of the "
@@ -757,7 +757,7 @@ KO: dict[str, str] = {
     "explain.progress": "{model} 모델을 실행하는 중…",
     "explain.what_se_does": ("SE 블록은 이미지 전체를 보고 각 채널이 얼마나 중요한지 정한 뒤, 채널마다 그 가중치를 "
                              "곱합니다: 전역 맥락(global context) → 채널 가중치 → 재보정(recalibration)."),
-    "explain.steps.title": "### {block}: 이 이미지에서 SE 블록이 하는 일\n{what}",
+    "explain.steps.title": "## {block}: 이 이미지에서 SE 블록이 하는 일\n{what}",
     "explain.steps.sizes": ("{model}의 **{block}** (`{path}`) 블록은 U로 **{h}×{w} 크기의 채널 {c}개**를 받습니다. "
                             "축소 비율 r = {r}이므로 병목(bottleneck)의 값은 C/r = {cr}개입니다. 이 블록의 파라미터 "
                             "{params}개는 모델 전체 {model_params}의 {share}입니다(SE 블록 {count}개 모두: "
