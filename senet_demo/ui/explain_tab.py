@@ -372,7 +372,18 @@ def build(services: Services, page: Page | None = None, switch: gr.Radio | None 
     model.change(functools.partial(model_changed, services), [model, *language],
                  [block, ablate_choice, *explain_outputs, fig6_note, fig6_plot, before, after, ablate_text],
                  api_name="model_changed", api_visibility="private")
+    if switch is not None:
+        switch.change(functools.partial(note_in_language, services), [model, switch], steps_note,
+                      api_visibility="private", show_progress="hidden")
     return TabEvent(explain_inputs, explain_outputs)
+
+
+def note_in_language(services: Services, model, lang="en"):
+    """A model without SE blocks: its note, again in the visitor's language. An SE model's note is an answer
+    (or the browser-translated welcome) and stays as it is."""
+    if model in services.registry.specs and not services.registry.se_blocks(model):
+        return why_nothing(services, model, lang)
+    return gr.update()
 
 
 VIEWS = ["Step by step", "Map", "Compare", "Figure 6", "SE off"]  # the chooser's values (and English names)

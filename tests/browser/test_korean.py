@@ -163,3 +163,33 @@ def test_screenshots_of_every_tab_in_korean(browser, app_url, size):
             page.screenshot(path=str(ARTIFACTS / f"ko-{width}x{height}-tab-{i + 1}.png"), full_page=True)
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def lite0_only_url(tmp_path_factory):
+    """The README's offline run: EfficientNet-Lite0 alone, so the Explain tab has no SE model to show."""
+    from senet_demo.config import AppConfig
+    from senet_demo.convert import export_lite0
+    from senet_demo.services import Services
+    from test_browser import served
+
+    lite0 = export_lite0(tmp_path_factory.mktemp("lite0-only") / "tf_efficientnet_lite0")
+    config = AppConfig.from_specs([f"tf_efficientnet_lite0={lite0}"], offline=True,
+                                  feature_cache_dir=tmp_path_factory.mktemp("lite0-features"))
+    with served(Services.create(config)) as url:
+        yield url
+
+
+def test_the_explain_tab_without_an_se_model_says_why_in_the_visitors_language(browser, lite0_only_url):
+    """The note that replaces the views is written by the server; it follows the browser and the switch."""
+    context, page = _open(browser, lite0_only_url, "ko-KR", {"width": 390, "height": 844})
+    _main_tabs(page).nth(2).click()
+    note = page.locator("#explain-steps-text")
+    page.wait_for_function("document.querySelector('#explain-steps-text')?.textContent.includes('블록이 없습니다')",
+                           timeout=30_000)
+    assert "has no Squeeze-and-Excitation" not in note.text_content()
+    page.locator("#language").get_by_text("English", exact=True).click()
+    page.wait_for_function("document.querySelector('#explain-steps-text')?.textContent"
+                           ".includes('has no Squeeze-and-Excitation blocks')", timeout=30_000)
+    assert "tf_efficientnet_lite0" in note.text_content() and "블록" not in note.text_content()
+    context.close()
